@@ -1,0 +1,3 @@
+from ddctl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Integration tests talk to a real Docker daemon, never a fake.
+
+When none answers they are skipped with the reason, except under CI=true, where a
+missing daemon fails the run: a green CI that skipped the real tests is not green.
+Everything a test creates carries the label io.ddctl.test=1 and is removed after.
+"""
+import os
+import uuid
+
+import pytest
+
+from ddctl.client import make_client
+from ddctl.errors import DdctlError
+
+from dockertest import BASE_IMAGE, TEST_LABEL, TEST_LABEL_FILTER  # noqa: F401
+
+
+def _connect():
+    try:
+        client = make_client(timeout=120)
+        client.ping()
+        return client, None
+    except DdctlError as exc:
+        return None, exc.message
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    client, why = _connect()
+    if client is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but no Docker daemon answers: {why}")
+        pytest.skip(f"no Docker daemon answers: {why}")
+    yield client
+    # Remove whatever the tests left behind, by label.
+    for c in client.containers.list(all=True, filters={"label": TEST_LABEL_FILTER}):
+        try:
+            c.remove(force=True)
+        except Exception:
+            pass
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client):
+    try:
+        docker_client.images.get(BASE_IMAGE)
+    except Exception:
+        msg = f"{BASE_IMAGE} is absent: run provision/bootstrap-base-image.sh"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return BASE_IMAGE
+
+
+@pytest.fixture
+def unique_name():
+    return "ddctl-test-" + uuid.uuid4().hex[:10]
