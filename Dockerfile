@@ -1,0 +1,116 @@
+# ddctl's dream image: Debian bullseye's Caffe 1.0 (CPU) on OpenBLAS, GoogLeNet
+# (bvlc_googlenet) and the dream engine (engine/, `python3 -m engine`).
+#
+# Build args (the README's contract):
+#   WEIGHTS=download   fetch WEIGHTS_URL and check WEIGHTS_SHA1 (default: the published
+#                      bvlc_googlenet.caffemodel); a failure stops the build and says what to do
+#   WEIGHTS=untrained  weights Caffe initialises itself from deploy.prototxt (fixed seed):
+#                      same topology and cost, meaningless pictures; for tests and offline trials
+#   WEIGHTS=file       weights/user.caffemodel from the build context, checked against WEIGHTS_SHA1
+#   WEIGHTS_NAME       label io.ddctl.weights for download/file (defaults bvlc_googlenet / custom)
+#   WEIGHTS_SOURCE     label io.ddctl.weights.source for file (default user.caffemodel)
+#   DDCTL_VERSION      label io.ddctl.version
+# Layers go from slow and stable (apt) to fast-changing (the engine, copied last).
+ARG WEIGHTS=download
+
+# ---------------------------------------------------------------------------------------
+FROM debian:bullseye-slim AS base
+ARG DEBIAN_FRONTEND=noninteractive
+# python3-caffe is Debian's CPU_ONLY build. Without an optimised BLAS it runs on the
+# reference BLAS (18x slower, measured): install OpenBLAS and select it explicitly.
+# caffe-doc is installed only to take models/bvlc_googlenet/deploy.prototxt, then purged.
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends \
+        python3-caffe python3-numpy python3-pil libopenblas0-pthread caffe-doc; \
+    mkdir -p /opt/ddctl/model; \
+    src="$(dpkg -L caffe-doc | grep -E '/bvlc_googlenet/deploy\.prototxt(\.gz)?$' | head -n1)"; \
+    case "$src" in *.gz) gzip -dc "$src" ;; *) cat "$src" ;; esac > /opt/ddctl/model/deploy.prototxt; \
+    grep -q 'name: "inception_4c/output"' /opt/ddctl/model/deploy.prototxt; \
+    apt-get purge -y caffe-doc; \
+    apt-get autoremove -y; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old; \
+    alt="$(update-alternatives --get-selections | awk '/^libblas\.so\.3/ {print $1; exit}')"; \
+    update-alternatives --set "$alt" "$(update-alternatives --list "$alt" | grep openblas-pthread)"; \
+    lib="$(python3 -c 'import caffe._caffe as c; print(c.__file__)' 2>/dev/null)"; \
+    blas="$(ldd "$lib" | awk '/libblas\.so\.3/ {print $3}')"; \
+    readlink -f "$blas" | grep -q openblas-pthread; \
+    echo "caffe uses $(readlink -f "$blas")"; \
+    useradd --uid 1000 --create-home --shell /bin/bash dreamer; \
+    mkdir -p /images; chmod 1777 /images
+ENV GLOG_minloglevel=2 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    PYTHONPATH=/opt/ddctl \
+    DDCTL_PROTOTXT=/opt/ddctl/model/deploy.prototxt \
+    DDCTL_WEIGHTS=/opt/ddctl/model/bvlc_googlenet.caffemodel
+COPY provision/fetch-weights.py provision/init-weights.py /opt/ddctl/provision/
+LABEL io.ddctl.image=deepdream
+
+# --- one stage per weights source; the classic builder runs them all, so each does its
+# --- work only when chosen and the final stage starts FROM the chosen one.
+FROM base AS weights-download
+ARG WEIGHTS
+ARG WEIGHTS_URL=http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel
+ARG WEIGHTS_SHA1=405fc5acd08a3bb12de8ee5e23a96bec22f08204
+ARG WEIGHTS_NAME=bvlc_googlenet
+RUN set -e; \
+    case "$WEIGHTS" in download|untrained|file) ;; \
+      *) echo "ddctl: WEIGHTS must be download, untrained or file, not '$WEIGHTS'" >&2; exit 1 ;; esac; \
+    if [ "$WEIGHTS" = download ]; then \
+      python3 /opt/ddctl/provision/fetch-weights.py "$WEIGHTS_URL" "$WEIGHTS_SHA1" "$DDCTL_WEIGHTS"; \
+      python3 /opt/ddctl/provision/init-weights.py check "$DDCTL_PROTOTXT" "$DDCTL_WEIGHTS"; \
+    fi
+LABEL io.ddctl.weights=$WEIGHTS_NAME \
+      io.ddctl.weights.sha1=$WEIGHTS_SHA1 \
+      io.ddctl.weights.source=$WEIGHTS_URL
+
+FROM base AS weights-untrained
+ARG WEIGHTS
+# Caffe's initialisation with a fixed seed gives the same file on every bullseye build.
+ARG UNTRAINED_SHA1=3fe61c89033092044da8265ee381d2a62adbf6ca
+RUN set -e; \
+    if [ "$WEIGHTS" = untrained ]; then \
+      python3 /opt/ddctl/provision/init-weights.py untrained "$DDCTL_PROTOTXT" "$DDCTL_WEIGHTS"; \
+      got="$(sha1sum "$DDCTL_WEIGHTS" | cut -d' ' -f1)"; \
+      if [ "$got" != "$UNTRAINED_SHA1" ]; then \
+        echo "ddctl: untrained weights came out with SHA1 $got, not $UNTRAINED_SHA1 (has Debian's caffe changed?); build with --build-arg UNTRAINED_SHA1=$got" >&2; \
+        exit 1; \
+      fi; \
+    fi
+LABEL io.ddctl.weights=untrained \
+      io.ddctl.weights.sha1=$UNTRAINED_SHA1 \
+      io.ddctl.weights.source=caffe-init
+
+FROM base AS weights-file
+ARG WEIGHTS
+ARG WEIGHTS_SHA1=405fc5acd08a3bb12de8ee5e23a96bec22f08204
+ARG WEIGHTS_NAME=custom
+ARG WEIGHTS_SOURCE=user.caffemodel
+COPY weights/ /tmp/weights/
+RUN set -e; \
+    if [ "$WEIGHTS" = file ]; then \
+      if [ ! -s /tmp/weights/user.caffemodel ]; then \
+        echo "ddctl: WEIGHTS=file needs weights/user.caffemodel in the build context; or use --weights untrained" >&2; exit 1; \
+      fi; \
+      got="$(sha1sum /tmp/weights/user.caffemodel | cut -d' ' -f1)"; \
+      if [ "$got" != "$WEIGHTS_SHA1" ]; then \
+        echo "ddctl: weights/user.caffemodel has SHA1 $got, expected $WEIGHTS_SHA1; pass its SHA1 as WEIGHTS_SHA1 (ddctl: --weights-sha1 HEX)" >&2; exit 1; \
+      fi; \
+      mv /tmp/weights/user.caffemodel "$DDCTL_WEIGHTS"; \
+      python3 /opt/ddctl/provision/init-weights.py check "$DDCTL_PROTOTXT" "$DDCTL_WEIGHTS"; \
+    fi; \
+    rm -rf /tmp/weights
+LABEL io.ddctl.weights=$WEIGHTS_NAME \
+      io.ddctl.weights.sha1=$WEIGHTS_SHA1 \
+      io.ddctl.weights.source=$WEIGHTS_SOURCE
+
+# ---------------------------------------------------------------------------------------
+FROM weights-${WEIGHTS}
+ARG DDCTL_VERSION=dev
+LABEL io.ddctl.image=deepdream \
+      io.ddctl.version=$DDCTL_VERSION
+USER dreamer
+WORKDIR /images
+COPY engine/ /opt/ddctl/engine/
+ENTRYPOINT ["python3", "-m", "engine"]
