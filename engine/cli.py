@@ -1,0 +1,425 @@
+"""The container's command line (`python3 -m engine`), per README "Contracts between the parts".
+
+    SOURCE [LAYER] [ITERATIONS] [OCTAVES] [OCTAVE_SCALE] [--step-size F] [--jitter PX]
+    [--seed N] [--save-steps] [--max-size PX] [--output-dir DIR] [--name STEM]
+    [--progress auto|json|text] [--list-layers] [--weights PATH] [--prototxt PATH]
+
+Exit codes: 0 done, 2 refused input, 1 internal failure, 130 interrupted.
+Progress: one JSON object per line on stdout (default when stdout is not a terminal),
+readable lines on a terminal. main() takes the net factory as an argument, so everything
+but engine/caffe_net.py runs (and is tested) without caffe.
+"""
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import numpy as np
+
+from engine import dream
+from engine.images import PictureError, load_rgb, save_png_new
+
+DEFAULT_WEIGHTS = '/opt/ddctl/model/bvlc_googlenet.caffemodel'
+DEFAULT_PROTOTXT = '/opt/ddctl/model/deploy.prototxt'
+DEFAULTS = dict(layer='inception_4c/output', iterations=10, octaves=4, octave_scale=1.4,
+                step_size=1.5, jitter=32, output_dir='/images')
+# blobs never offered for dreaming: the input, and those that need a 224x224 input
+NOT_DREAMABLE = {'data', 'prob', 'loss3/classifier', 'pool5/7x7_s1', 'pool5/drop_7x7_s1'}
+URL_TIMEOUT = 30          # seconds
+URL_MAX_BYTES = 50 << 20  # 50 MiB
+
+
+class Refused(Exception):
+    """Refused input: exit 2 with one line. code is the contract's error code."""
+
+    def __init__(self, message, code='bad_input'):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+# -----------------------------------------------------------------------------
+# arguments
+
+class Failure(Exception):
+    """An expected internal failure (exit 1, no traceback); str() says what to do."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise Refused('%s (see python3 -m engine --help)' % message)
+
+
+def build_parser():
+    p = _Parser(prog='python3 -m engine',
+                description='DeepDream a picture (Google 2015 notebook algorithm).')
+    p.add_argument('source', nargs='?', metavar='SOURCE',
+                   help='picture file (relative to --output-dir) or http(s) URL')
+    p.add_argument('layer', nargs='?', metavar='LAYER',
+                   help='blob to amplify (default inception_4c/output; see --list-layers)',
+                   default=DEFAULTS['layer'])
+    p.add_argument('iterations', nargs='?', metavar='ITERATIONS', default='10',
+                   help='steps per octave (default 10)')
+    p.add_argument('octaves', nargs='?', metavar='OCTAVES', default='4',
+                   help='number of scales (default 4)')
+    p.add_argument('octave_scale', nargs='?', metavar='OCTAVE_SCALE', default='1.4',
+                   help='size ratio between scales (default 1.4)')
+    p.add_argument('--step-size', default='1.5', metavar='F', help='ascent step (default 1.5)')
+    p.add_argument('--jitter', default='32', metavar='PX', help='random shift in pixels (default 32)')
+    p.add_argument('--seed', default=None, metavar='N', help='seed of the jitter, for a repeatable picture')
+    p.add_argument('--save-steps', action='store_true',
+                   help='save every step as <layer>-<octave>-<iteration>.png')
+    p.add_argument('--max-size', default=None, metavar='PX', help='downscale so the long side is at most PX')
+    p.add_argument('--output-dir', default=DEFAULTS['output_dir'], metavar='DIR',
+                   help='where pictures are read from and written to (default /images)')
+    p.add_argument('--name', default=None, metavar='STEM', help='stem of the final picture (default SOURCE\'s)')
+    p.add_argument('--progress', choices=['auto', 'json', 'text'], default='auto')
+    p.add_argument('--list-layers', action='store_true', help='list the layers one can dream on')
+    p.add_argument('--weights', metavar='PATH', default=os.environ.get('DDCTL_WEIGHTS') or DEFAULT_WEIGHTS,
+                   help='caffemodel (default $DDCTL_WEIGHTS or %s)' % DEFAULT_WEIGHTS)
+    p.add_argument('--prototxt', metavar='PATH', default=os.environ.get('DDCTL_PROTOTXT') or DEFAULT_PROTOTXT,
+                   help='deploy.prototxt (default $DDCTL_PROTOTXT or %s)' % DEFAULT_PROTOTXT)
+    return p
+
+
+def _number(text, what, kind, lo, hi=None):
+    try:
+        v = kind(text)
+    except (TypeError, ValueError):
+        v = None
+    if v is None or (kind is float and not math.isfinite(v)) or v < lo or (hi is not None and v > hi):
+        rng = 'at least %s' % lo if hi is None else 'from %s to %s' % (lo, hi)
+        noun = 'a whole number' if kind is int else 'a number'
+        raise Refused('%s must be %s %s, got %r' % (what, noun, rng, text))
+    return v
+
+
+def parse_args(argv):
+    a = build_parser().parse_intermixed_args(argv)
+    a.iterations = _number(a.iterations, 'ITERATIONS', int, 1, 100000)
+    a.octaves = _number(a.octaves, 'OCTAVES', int, 1, 100)
+    a.octave_scale = _number(a.octave_scale, 'OCTAVE_SCALE', float, 1.0, 100.0)
+    a.step_size = _number(a.step_size, '--step-size', float, 0.0)
+    if a.step_size == 0:
+        raise Refused('--step-size must be greater than 0, got 0')
+    a.jitter = _number(a.jitter, '--jitter', int, 0, 100000)
+    if a.seed is not None:
+        a.seed = _number(a.seed, '--seed', int, 0, 2 ** 32 - 1)
+    if a.max_size is not None:
+        a.max_size = _number(a.max_size, '--max-size', int, 1)
+    if a.name is not None and (not a.name.strip() or '/' in a.name or '\0' in a.name
+                               or a.name.strip() in ('.', '..')):
+        raise Refused('--name is a file name stem without folders, got %r' % a.name)
+    return a
+
+
+def _progress_mode_of(argv, stdout):
+    """The progress mode, also when the arguments themselves are refused."""
+    mode = 'auto'
+    for i, arg in enumerate(argv):
+        if arg == '--progress' and i + 1 < len(argv):
+            mode = argv[i + 1]
+        elif arg.startswith('--progress='):
+            mode = arg.split('=', 1)[1]
+    if mode not in ('json', 'text'):
+        mode = 'text' if _isatty(stdout) else 'json'
+    return mode
+
+
+def _isatty(stream):
+    try:
+        return stream.isatty()
+    except Exception:
+        return False
+
+
+# -----------------------------------------------------------------------------
+# progress events
+
+class Events:
+    """Emits the contract's events: JSON lines, or readable lines for a terminal."""
+
+    def __init__(self, mode, stdout, stderr):
+        self.json, self.out, self.err = mode == 'json', stdout, stderr
+
+    def emit(self, event, **fields):
+        obj = dict(event=event, **fields)
+        if self.json:
+            self._write(self.out, json.dumps(obj))
+        elif event == 'error':
+            self._write(self.err, 'error: %s' % fields['message'])
+        else:
+            self._write(self.out, self._text(obj))
+
+    @staticmethod
+    def _write(stream, line):
+        try:
+            stream.write(line + '\n')
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # nobody listens any more; the pictures are still written
+
+    @staticmethod
+    def _text(e):
+        kind = e['event']
+        if kind == 'start':
+            return ('dreaming on %(source)s (%(width)dx%(height)d), layer %(layer)s: '
+                    '%(octaves)d octaves x %(iterations)d iterations = %(steps_total)d steps' % e)
+        if kind == 'step':
+            return ('step %3d/%d  octave %d  iteration %d  %dx%d  %.1fs'
+                    % (e['step'], e['steps_total'], e['octave'], e['iteration'], e['width'],
+                       e['height'], e['elapsed']))
+        if kind == 'saved':
+            return 'saved %s' % e['path']
+        if kind == 'done':
+            return 'done in %.1fs: %s' % (e['elapsed'], e['path'])
+        return json.dumps(e)
+
+
+# -----------------------------------------------------------------------------
+# input
+
+def _safe_stem(text):
+    stem = re.sub(r'[^\w.+-]+', '_', text).strip('._-')[:80]
+    return stem or 'dream'
+
+
+def fetch_url(url, timeout=URL_TIMEOUT, max_bytes=URL_MAX_BYTES):
+    """Download a picture -> bytes. Refuses web pages, huge files and failures with one line."""
+    req = urllib.request.Request(url, headers={'User-Agent': 'ddctl-engine',
+                                               'Accept': 'image/*,*/*;q=0.5'})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            ctype = (r.headers.get('Content-Type') or '').split(';')[0].strip().lower()
+            if ctype.startswith('text/') or ctype in ('application/json', 'application/xhtml+xml',
+                                                      'application/xml'):
+                raise Refused('%s gave %s, not a picture (an error or web page?): give the '
+                              'address of the picture itself' % (url, ctype))
+            length = r.headers.get('Content-Length')
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise Refused('%s is %d MB, more than the %d MB limit: download and shrink it '
+                              'first' % (url, int(length) >> 20, max_bytes >> 20))
+            body = r.read(max_bytes + 1)
+    except Refused:
+        raise
+    except urllib.error.HTTPError as e:
+        raise Refused('%s answered HTTP %d %s: check the address' % (url, e.code, e.reason))
+    except urllib.error.URLError as e:
+        raise Refused('cannot fetch %s: %s (the image runs without network under ddctl; '
+                      'ddctl run downloads URLs itself)' % (url, e.reason))
+    except (OSError, ValueError) as e:  # timeouts, resets, malformed URLs
+        raise Refused('cannot fetch %s: %s' % (url, e or type(e).__name__))
+    if len(body) > max_bytes:
+        raise Refused('%s is more than the %d MB limit: download and shrink it first'
+                      % (url, max_bytes >> 20))
+    return body
+
+
+def load_source(source, output_dir, max_size):
+    """SOURCE -> ((H,W,3) uint8 RGB, display name, default stem)."""
+    if re.match(r'^https?://', source, re.I):
+        img = load_rgb(fetch_url(source), max_size)
+        name = os.path.basename(urllib.parse.unquote(urllib.parse.urlparse(source).path))
+        return img, source, _safe_stem(os.path.splitext(name)[0])
+    if re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]*://', source):
+        raise Refused('%s: only http:// and https:// addresses or file names are understood'
+                      % source)
+    path = os.path.join(output_dir, source)  # absolute paths stay as they are
+    img = load_rgb(path, max_size)
+    return img, path, _safe_stem(os.path.splitext(os.path.basename(path))[0])
+
+
+# -----------------------------------------------------------------------------
+# the net
+
+def default_net_factory(prototxt, weights):
+    for what, path, flag in (('weights', weights, '--weights'),
+                             ('prototxt', prototxt, '--prototxt')):
+        if not os.path.isfile(path):
+            raise Refused('%s file not found: %s (rebuild the image with ddctl build, or '
+                          'pass %s PATH)' % (what, path, flag))
+    try:
+        from engine.caffe_net import load_net  # the only module that imports caffe
+    except ImportError as e:
+        raise Failure('caffe is not available here (%s): run the engine inside the '
+                           'ddctl image' % e)
+    return load_net(prototxt, weights)
+
+
+def dreamable_layers(net):
+    """[LayerInfo] the user may choose: blob names, no input, no ReLU, no 224x224-only blobs."""
+    return [l for l in net.layers()
+            if l.name not in NOT_DREAMABLE and '/relu' not in l.name
+            and not l.name.startswith('loss')]
+
+
+def check_layer(net, layer):
+    names = [l.name for l in dreamable_layers(net)]
+    if layer in names:
+        return
+    hint = ''
+    if re.match(r'^[0-9.]+$', layer):
+        hint = ' (LAYER comes before ITERATIONS)'
+    raise Refused('unknown layer %r%s: choose one of %s' % (layer, hint, ', '.join(names)),
+                  code='unknown_layer')
+
+
+def check_octaves(net, layer, h, w, octaves, scale):
+    need = int(net.min_input_size(layer) or 0)
+    if not need:
+        return
+    fits = lambda n: min(dream.octave_shapes(h, w, n, scale)[-1]) >= need
+    if fits(octaves):
+        return
+    if not fits(1):
+        raise Refused('the picture is %dx%d; layer %s needs at least %d pixels on each side: '
+                      'use a bigger picture or an earlier layer' % (w, h, layer, need))
+    best = max(n for n in range(1, octaves) if fits(n))
+    sh, sw = dream.octave_shapes(h, w, octaves, scale)[-1]
+    raise Refused('%d octaves shrink the %dx%d picture to %dx%d, too small for layer %s '
+                  '(needs %d pixels on each side): use at most %d octaves'
+                  % (octaves, w, h, sw, sh, layer, need, best), code='too_many_octaves')
+
+
+# -----------------------------------------------------------------------------
+# output names
+
+def reserve_steps_dir(output_dir, stem):
+    """Claim <stem>[-N]-steps/ (mkdir is atomic) whose <stem>[-N].png is also free.
+    Returns (final stem, steps dir)."""
+    n = 1
+    while True:
+        cand = stem if n == 1 else '%s-%d' % (stem, n)
+        n += 1
+        if os.path.lexists(os.path.join(output_dir, cand + '.png')):
+            continue
+        d = os.path.join(output_dir, cand + '-steps')
+        try:
+            os.mkdir(d)
+        except FileExistsError:
+            continue
+        return cand, d
+
+
+def _run(a, net_factory, events, written):
+    out_dir = a.output_dir
+    if not a.list_layers and not a.source:
+        raise Refused('give a picture: python3 -m engine SOURCE [LAYER] [ITERATIONS] [OCTAVES] '
+                      '[OCTAVE_SCALE] (or --list-layers)')
+    if not a.list_layers:
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as e:
+            raise Refused('cannot create the output folder %s: %s' % (out_dir, e.strerror))
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            raise Refused('cannot write to %s (uid %d): mount a folder this user may write, or '
+                          'give --output-dir' % (out_dir, os.getuid()))
+        try:
+            img, shown, stem = load_source(a.source, out_dir, a.max_size)
+        except PictureError as e:
+            raise Refused(str(e))
+
+    net = net_factory(a.prototxt, a.weights)
+    if a.list_layers:
+        rows = [dict(name=l.name, channels=int(l.channels), stride=int(l.stride))
+                for l in dreamable_layers(net)]
+        if events.json:
+            events._write(events.out, json.dumps({'layers': rows}))
+        else:
+            for r in rows:
+                events._write(events.out, '%-28s %5d channels  stride %d'
+                              % (r['name'], r['channels'], r['stride']))
+        return 0
+
+    H, W = img.shape[:2]
+    check_layer(net, a.layer)
+    check_octaves(net, a.layer, H, W, a.octaves, a.octave_scale)
+
+    layer_stem = a.layer.replace('/', '-')
+    stem = _safe_stem(a.name) if a.name else stem
+    final_stem = '%s-%s-i%d-o%d' % (stem, layer_stem, a.iterations, a.octaves)
+    steps_dir = None
+    if a.save_steps:
+        final_stem, steps_dir = reserve_steps_dir(out_dir, final_stem)
+    seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), 'little')
+    total = a.octaves * a.iterations
+    events.emit('start', source=shown, layer=a.layer, width=W, height=H, octaves=a.octaves,
+                iterations=a.iterations, steps_total=total, seed=seed)
+    t0 = time.monotonic()
+    count = [0]
+
+    def progress(octave, iteration, data):  # data (3,h,w) float32 BGR
+        count[0] += 1
+        h, w = data.shape[-2:]
+        events.emit('step', step=count[0], steps_total=total, octave=octave, iteration=iteration,
+                    width=w, height=h, elapsed=round(time.monotonic() - t0, 2))
+        if steps_dir:
+            vis = dream.to_uint8(dream.deprocess(net.mean, data))  # (h,w,3) uint8
+            p = save_png_new(vis, steps_dir, '%s-%d-%d' % (layer_stem, octave, iteration),
+                             compress_level=1)
+            written.append(p)
+            events.emit('saved', kind='step', path=p)
+
+    result = dream.deepdream(net, img, iter_n=a.iterations, octave_n=a.octaves,
+                             octave_scale=a.octave_scale, end=a.layer, step_size=a.step_size,
+                             jitter=a.jitter, rng=np.random.RandomState(seed),
+                             progress=progress)
+    mine = os.path.basename(steps_dir)[:-len('-steps')] if steps_dir else None
+    taken = lambda cand: cand != mine and os.path.isdir(os.path.join(out_dir, cand + '-steps'))
+    path = save_png_new(dream.to_uint8(result), out_dir, final_stem, reserved=taken)
+    written.append(path)
+    events.emit('saved', kind='final', path=path)
+    events.emit('done', path=path, elapsed=round(time.monotonic() - t0, 2))
+    return 0
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None, net_factory=None, stdout=None, stderr=None):
+    """Run the engine's command line; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    stdout = sys.stdout if stdout is None else stdout
+    stderr = sys.stderr if stderr is None else stderr
+    net_factory = net_factory or default_net_factory
+    events = Events(_progress_mode_of(argv, stdout), stdout, stderr)
+    written = []
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, _raise_interrupt)  # docker stop sends SIGTERM
+    try:
+        try:
+            a = parse_args(argv)
+        except SystemExit as e:  # --help
+            return e.code or 0
+        return _run(a, net_factory, events, written)
+    except Refused as e:
+        events.emit('error', code=e.code, message=str(e))
+        return 2
+    except KeyboardInterrupt:
+        Events._write(stderr, 'interrupted; kept %d file(s) already written' % len(written))
+        return 130
+    except Failure as e:
+        events.emit('error', code='internal', message=str(e))
+        return 1
+    except MemoryError:
+        events.emit('error', code='internal',
+                    message='out of memory: make the picture smaller with --max-size')
+        return 1
+    except Exception as e:
+        traceback.print_exc(file=stderr)
+        msg = ' '.join(('%s: %s' % (type(e).__name__, e)).split())
+        events.emit('error', code='internal', message='internal error: %s' % msg)
+        return 1
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
