@@ -40,7 +40,7 @@ RUN set -eux; \
     mkdir -p /images; chmod 1777 /images
 ENV GLOG_minloglevel=2 \
     PYTHONDONTWRITEBYTECODE=1 \
-    MPLCONFIGDIR=/tmp/matplotlib \
+    MPLCONFIGDIR=/tmp \
     PYTHONPATH=/opt/ddctl \
     DDCTL_PROTOTXT=/opt/ddctl/model/deploy.prototxt \
     DDCTL_WEIGHTS=/opt/ddctl/model/bvlc_googlenet.caffemodel
