@@ -1,0 +1,58 @@
+"""The layers one can dream on, read from the image's own network definition.
+
+Runs the image with `--list-layers` (no network, as the invoking user, labelled
+io.ddctl.run=<id>, removed after) and returns its list of {name, channels, stride}.
+"""
+import json
+import uuid
+
+from ddctl.build import DEFAULT_TAG
+from ddctl.client import translate_errors
+from ddctl.errors import DdctlError
+from ddctl.run import RUN_LABEL, _user, ensure_image
+
+
+def parse_layers(stdout):
+    """The engine's `{"layers": [...]}` line -> list of dicts; DdctlError when absent."""
+    for line in reversed(stdout.splitlines()):
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict) and isinstance(obj.get("layers"), list):
+            return [{"name": str(l.get("name")), "channels": l.get("channels"), "stride": l.get("stride")}
+                    for l in obj["layers"] if isinstance(l, dict)]
+    raise DdctlError("The image did not list its layers: is it a ddctl dream image? "
+                     "Rebuild it with `ddctl build`.")
+
+
+def list_layers(client, image=DEFAULT_TAG, ep=None, labels=None):
+    img = ensure_image(client, image, None, None, ep)
+    run_id = uuid.uuid4().hex[:12]
+    uid, gid = _user()
+    kwargs = dict(command=["--list-layers"], labels={**(labels or {}), RUN_LABEL: run_id},
+                  network_disabled=True, network_mode="none", detach=True,
+                  name=f"ddctl-layers-{run_id}")
+    if uid is not None:
+        kwargs["user"] = f"{uid}:{gid}"
+    container = None
+    try:
+        with translate_errors(ep):
+            container = client.containers.create(img.id, **kwargs)
+            container.start()
+            code = int(container.wait().get("StatusCode", 1))
+            out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+            err = container.logs(stdout=False, stderr=True, tail=5).decode("utf-8", "replace")
+    finally:
+        if container is not None:
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass
+    if code != 0:
+        tail = " ".join(err.split())[-300:]
+        raise DdctlError(f"The image {image} could not list its layers (exit {code}): {tail}")
+    return parse_layers(out)
