@@ -1,0 +1,236 @@
+"""The dream image against the real daemon: builds, weights, labels, the engine inside.
+
+Uses the session fixture `dream_image` (tests/integration/image_fixtures.py: the image built
+with WEIGHTS=untrained). Everything created carries io.ddctl.test=1 and is removed after.
+Pictures stay small (160x120, 2 iterations, 2 octaves) so the suite fits CI's time.
+"""
+import hashlib
+import http.server
+import json
+import os
+import re
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dockertest import TEST_LABEL
+from image_fixtures import REPO, api_client, build_image, copy_from_image
+from image_fixtures import dream_image  # noqa: F401  (also imported by conftest.py)
+
+WEIGHTS_PATH = "/opt/ddctl/model/bvlc_googlenet.caffemodel"
+ALTERNATIVES = "use --weights untrained, --weights PATH, or --weights-url URL --weights-sha1 HEX"
+
+
+def run_in_image(docker_client, image, command, entrypoint=None, volumes=None, user=None):
+    """Run a container to the end; return (exit code, stdout, stderr). Always removed."""
+    container = docker_client.containers.create(
+        image, command=command, entrypoint=entrypoint, volumes=volumes or {},
+        labels=dict(TEST_LABEL), network_disabled=True, user=user,
+        environment={"PYTHONDONTWRITEBYTECODE": "1"})
+    try:
+        container.start()
+        code = container.wait(timeout=900)["StatusCode"]
+        out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
+        err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
+        return code, out, err
+    finally:
+        container.remove(force=True)
+
+
+def remove_image(docker_client, tag):
+    try:
+        docker_client.images.remove(tag, force=True)
+    except Exception:
+        pass
+
+
+# -----------------------------------------------------------------------------
+# the image itself
+
+def test_untrained_image_says_so_in_its_labels(docker_client, dream_image):
+    labels = docker_client.images.get(dream_image).labels
+    assert labels["io.ddctl.image"] == "deepdream"
+    assert labels["io.ddctl.weights"] == "untrained"
+    assert re.fullmatch(r"[0-9a-f]{40}", labels["io.ddctl.weights.sha1"])
+    assert labels["io.ddctl.weights.source"]
+    assert "io.ddctl.version" in labels
+    # the label's SHA1 is the file's
+    data = copy_from_image(docker_client, dream_image, WEIGHTS_PATH)
+    assert hashlib.sha1(data).hexdigest() == labels["io.ddctl.weights.sha1"]
+
+
+def test_image_runs_as_non_root_on_openblas(docker_client, dream_image):
+    config = docker_client.images.get(dream_image).attrs["Config"]
+    assert config["User"] not in ("", "root", "0")
+    assert config["WorkingDir"] == "/images"
+    assert config["Entrypoint"] == ["python3", "-m", "engine"]
+    script = ("import caffe._caffe as c; print(c.__file__)")
+    code, out, err = run_in_image(
+        docker_client, dream_image,
+        ["-c", "id -u; stat -c %%a /images; "
+               "ldd $(python3 -c '%s' 2>/dev/null) | awk '/libblas/ {print $3}' | xargs readlink -f"
+         % script], entrypoint=["sh"])
+    assert code == 0, err
+    uid, mode, blas = out.split()
+    assert uid != "0"
+    assert mode == "1777"
+    assert "openblas" in blas
+
+
+def test_list_layers_offers_blobs_not_relus(docker_client, dream_image):
+    code, out, err = run_in_image(docker_client, dream_image, ["--list-layers"])
+    assert code == 0, err
+    layers = {l["name"]: l for l in json.loads(out)["layers"]}
+    assert layers["inception_4c/output"]["channels"] == 512
+    assert layers["inception_4c/output"]["stride"] == 16
+    assert layers["inception_3b/5x5_reduce"]["channels"] == 32
+    assert not [n for n in layers if "relu" in n or n in ("data", "prob", "pool5/7x7_s1")]
+
+
+# -----------------------------------------------------------------------------
+# the weights at build time
+
+def test_default_build_fails_with_the_alternatives(docker_client, dream_image):
+    """The published weights' host is unreachable here: the build must say what to do."""
+    tag = "ddctl/deepdream:test-default"
+    image_id, log, error = build_image(api_client(docker_client), tag, {})
+    remove_image(docker_client, tag)
+    assert error is not None and image_id is None
+    assert "cannot get the weights" in log
+    assert "dl.caffe.berkeleyvision.org" in log
+    assert ALTERNATIVES in log
+
+
+class _Server:
+    """A static file on http://127.0.0.1:PORT/ (the image build uses host networking)."""
+
+    def __init__(self, files):
+        files = dict(files)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def weights_server(docker_client, dream_image):
+    """Serves the untrained image's weights (a real caffemodel) as /bvlc_googlenet.caffemodel."""
+    data = copy_from_image(docker_client, dream_image, WEIGHTS_PATH)
+    server = _Server({"/bvlc_googlenet.caffemodel": data})
+    yield server, hashlib.sha1(data).hexdigest()
+    server.close()
+
+
+def test_download_from_a_mirror_with_the_right_sha1_builds(docker_client, weights_server):
+    server, sha1 = weights_server
+    tag = "ddctl/deepdream:test-mirror"
+    url = server.url + "/bvlc_googlenet.caffemodel"
+    try:
+        image_id, log, error = build_image(api_client(docker_client), tag, {
+            "WEIGHTS": "download", "WEIGHTS_URL": url, "WEIGHTS_SHA1": sha1,
+            "WEIGHTS_NAME": "custom"})
+        assert error is None, log[-3000:]
+        labels = docker_client.images.get(tag).labels
+        assert labels["io.ddctl.weights.sha1"] == sha1
+        assert labels["io.ddctl.weights.source"] == url
+        assert labels["io.ddctl.weights"] == "custom"
+        assert hashlib.sha1(copy_from_image(docker_client, tag, WEIGHTS_PATH)).hexdigest() == sha1
+    finally:
+        remove_image(docker_client, tag)
+
+
+def test_download_with_a_wrong_sha1_fails(docker_client, weights_server):
+    server, sha1 = weights_server
+    tag = "ddctl/deepdream:test-badsha"
+    wrong = "0" * 40
+    image_id, log, error = build_image(api_client(docker_client), tag, {
+        "WEIGHTS": "download", "WEIGHTS_URL": server.url + "/bvlc_googlenet.caffemodel",
+        "WEIGHTS_SHA1": wrong})
+    remove_image(docker_client, tag)
+    assert error is not None
+    assert "has SHA1 %s, expected %s" % (sha1, wrong) in log
+    assert ALTERNATIVES in log
+
+
+def test_download_of_a_missing_file_fails(docker_client, weights_server):
+    server, sha1 = weights_server
+    tag = "ddctl/deepdream:test-404"
+    image_id, log, error = build_image(api_client(docker_client), tag, {
+        "WEIGHTS": "download", "WEIGHTS_URL": server.url + "/nothing-here.caffemodel",
+        "WEIGHTS_SHA1": sha1})
+    remove_image(docker_client, tag)
+    assert error is not None
+    assert "HTTP 404" in log
+    assert ALTERNATIVES in log
+
+
+# -----------------------------------------------------------------------------
+# the engine inside the image
+
+@pytest.fixture
+def images_dir(tmp_path):
+    """A host folder mounted as /images, writable by the image's user."""
+    d = tmp_path / "images"
+    d.mkdir()
+    os.chmod(str(d), 0o777)
+    return d
+
+
+def test_engine_dreams_a_small_picture(docker_client, dream_image, images_dir):
+    rng = np.random.RandomState(0)
+    Image.fromarray(rng.randint(0, 256, (120, 160, 3), dtype=np.uint8)).save(
+        str(images_dir / "small.png"))
+    code, out, err = run_in_image(
+        docker_client, dream_image,
+        ["small.png", "inception_4c/output", "2", "2", "--progress", "json", "--seed", "1"],
+        volumes={str(images_dir): {"bind": "/images", "mode": "rw"}},
+        user="%d:%d" % (os.getuid(), os.getgid()))
+    assert code == 0, out + err
+    events = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert events[-1]["event"] == "done"
+    path = events[-1]["path"]
+    assert path.startswith("/images/")
+    produced = images_dir / os.path.relpath(path, "/images")
+    with Image.open(str(produced)) as im:
+        assert im.size == (160, 120)
+        assert im.format == "PNG"
+    assert len([e for e in events if e["event"] == "step"]) == 4
+
+
+@pytest.mark.parametrize("layer,jitter,seed", [
+    ("inception_3b/5x5_reduce", 0, 0),
+    ("inception_4c/output", 0, 0),
+    ("inception_4c/output", 32, 7),
+])
+def test_engine_equals_the_notebook(docker_client, dream_image, layer, jitter, seed):
+    """engine.dream + engine.caffe_net give the notebook transcription's picture (on a
+    force_backward caffe.Classifier) pixel for pixel, within rounding."""
+    code, out, err = run_in_image(
+        docker_client, dream_image,
+        ["/src/tests/integration/in_image/compare_notebook.py", layer, str(jitter), str(seed)],
+        entrypoint=["python3"], volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}})
+    assert code == 0, out + err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["changed"] > 0.5        # the dream did change the picture
+    assert result["max_diff"] <= 1, result
