@@ -273,9 +273,7 @@ def check_layer(net, layer):
 
 
 def check_octaves(net, layer, h, w, octaves, scale):
-    need = int(net.min_input_size(layer) or 0)
-    if not need:
-        return
+    need = max(int(net.min_input_size(layer) or 0), 1)  # 0: unknown, but never 0 pixels
     fits = lambda n: min(dream.octave_shapes(h, w, n, scale)[-1]) >= need
     if fits(octaves):
         return
@@ -309,7 +307,7 @@ def reserve_steps_dir(output_dir, stem):
         return cand, d
 
 
-def _run(a, net_factory, events, written):
+def _run(a, net_factory, events, written, state):
     out_dir = a.output_dir
     if not a.list_layers and not a.source:
         raise Refused('give a picture: python3 -m engine SOURCE [LAYER] [ITERATIONS] [OCTAVES] '
@@ -349,6 +347,7 @@ def _run(a, net_factory, events, written):
     steps_dir = None
     if a.save_steps:
         final_stem, steps_dir = reserve_steps_dir(out_dir, final_stem)
+        state['steps_dir'] = steps_dir
     seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), 'little')
     total = a.octaves * a.iterations
     events.emit('start', source=shown, layer=a.layer, width=W, height=H, octaves=a.octaves,
@@ -392,7 +391,7 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
     stderr = sys.stderr if stderr is None else stderr
     net_factory = net_factory or default_net_factory
     events = Events(_progress_mode_of(argv, stdout), stdout, stderr)
-    written = []
+    written, state = [], {}
     old = None
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _raise_interrupt)  # docker stop sends SIGTERM
@@ -401,7 +400,7 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
             a = parse_args(argv)
         except SystemExit as e:  # --help
             return e.code or 0
-        return _run(a, net_factory, events, written)
+        return _run(a, net_factory, events, written, state)
     except Refused as e:
         events.emit('error', code=e.code, message=str(e))
         return 2
@@ -423,3 +422,8 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
     finally:
         if old is not None:
             signal.signal(signal.SIGTERM, old)
+        if state.get('steps_dir'):
+            try:
+                os.rmdir(state['steps_dir'])  # only if no step was saved (failure, early stop)
+            except OSError:
+                pass

@@ -262,6 +262,12 @@ def test_interrupt_exits_130_keeping_the_steps_already_saved(pic, how):
     assert all(e['event'] != 'error' for e in ev)
 
 
+def test_interrupt_before_the_first_step_leaves_no_empty_steps_folder(pic):
+    code, _, _ = run_json(['cat.jpg', 'conv1', '3', '2', '--save-steps', '--output-dir', str(pic)],
+                          lambda p, w: StopAfter(1, 'ctrl-c'))
+    assert code == 130 and os.listdir(str(pic)) == ['cat.jpg']
+
+
 class _Handler(http.server.BaseHTTPRequestHandler):
     routes = {}
 
