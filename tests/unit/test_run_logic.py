@@ -1,0 +1,296 @@
+"""The run's logic against a faked SDK: command line, naming, archive copy, events, cleanup."""
+import io
+import json
+import os
+import tarfile
+import types
+
+import pytest
+from docker.errors import ImageNotFound
+
+from ddctl import run as r
+from ddctl.client import Endpoint
+from ddctl.errors import DdctlError, Interrupted, UsageError
+from PIL import Image
+
+LOCAL = Endpoint(host="unix:///var/run/docker.sock", source="default")
+
+
+def test_engine_command_follows_the_contract():
+    o = r.DreamOptions(layer="inception_3b/5x5_reduce", iterations=19, octaves=4, octave_scale=1.4,
+                       step_size=2.0, jitter=0, seed=7, save_steps=True, max_size=160)
+    assert r.engine_command("/input/cat.jpg", "cat", o) == [
+        "/input/cat.jpg", "inception_3b/5x5_reduce", "19", "4", "1.4", "--name", "cat",
+        "--progress", "json", "--step-size", "2", "--jitter", "0", "--seed", "7", "--save-steps",
+        "--max-size", "160"]
+    assert r.engine_command("/input/a.png", "a", r.DreamOptions())[:5] == [
+        "/input/a.png", "inception_4c/output", "10", "4", "1.4"]
+
+
+@pytest.mark.parametrize("host, force, env, mode", [
+    ("unix:///var/run/docker.sock", None, {}, "mount"),
+    ("tcp://192.168.99.100:2376", None, {}, "copy"),
+    ("ssh://me@box", None, {}, "copy"),
+    ("unix:///var/run/docker.sock", "copy", {}, "copy"),
+    ("unix:///var/run/docker.sock", None, {"DDCTL_TRANSFER": "copy"}, "copy"),
+    ("tcp://10.0.0.1:2375", None, {"DDCTL_TRANSFER": "mount"}, "mount"),
+])
+def test_the_transfer_follows_the_daemon_or_what_was_forced(host, force, env, mode):
+    got, why = r.choose_transfer(Endpoint(host=host, source="x"), force, env)
+    assert got == mode and why
+    if mode == "copy" and not force and not env:
+        assert host in why and "remote" in why
+
+
+def test_a_bad_transfer_setting_is_a_usage_error():
+    with pytest.raises(UsageError):
+        r.choose_transfer(LOCAL, None, {"DDCTL_TRANSFER": "ftp"})
+
+
+def test_the_output_folder_is_created_or_refused(tmp_path):
+    assert r.prepare_output_dir(str(tmp_path / "a" / "b")) == str(tmp_path / "a" / "b")
+    assert os.path.isdir(tmp_path / "a" / "b")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UsageError) as e:
+        r.prepare_output_dir(str(tmp_path / "f"))
+    assert "not a folder" in e.value.message
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_output_folder_is_refused(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir(mode=0o555)
+    with pytest.raises(UsageError) as e:
+        r.prepare_output_dir(str(d))
+    assert "not writable" in e.value.message
+
+
+def test_free_names_follow_the_engine_rule(tmp_path):
+    assert r.free_stem(str(tmp_path), "cat-x-i2-o2", ".png") == "cat-x-i2-o2"
+    (tmp_path / "cat-x-i2-o2.png").write_text("")
+    (tmp_path / "cat-x-i2-o2-2-steps").mkdir()       # a steps folder also claims its name
+    assert r.free_stem(str(tmp_path), "cat-x-i2-o2", ".png") == "cat-x-i2-o2-3"
+
+
+def images_tar(files):
+    """What get_archive('/images') returns: the folder itself, then its content."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        d = tarfile.TarInfo("images")
+        d.type = tarfile.DIRTYPE
+        t.addfile(d)
+        for name, data in files.items():
+            if data is None:
+                i = tarfile.TarInfo("images/" + name)
+                i.type = tarfile.DIRTYPE
+                t.addfile(i)
+            else:
+                i = tarfile.TarInfo("images/" + name)
+                i.size = len(data)
+                t.addfile(i, io.BytesIO(data))
+        evil = tarfile.TarInfo("images/../../evil")
+        evil.size = 1
+        t.addfile(evil, io.BytesIO(b"x"))
+        link = tarfile.TarInfo("images/link")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        t.addfile(link)
+    buf.seek(0)
+    return buf
+
+
+def test_copied_results_never_overwrite_and_steps_move_with_their_picture(tmp_path):
+    (tmp_path / "cat-l-i2-o2.png").write_bytes(b"first run")
+    got = r.extract_new_files(images_tar({
+        "cat-l-i2-o2.png": b"second run", "cat-l-i2-o2-steps": None,
+        "cat-l-i2-o2-steps/l-0-0.png": b"step"}), str(tmp_path))
+    assert (tmp_path / "cat-l-i2-o2.png").read_bytes() == b"first run"
+    assert got == {"/images/cat-l-i2-o2.png": str(tmp_path / "cat-l-i2-o2-2.png"),
+                   "/images/cat-l-i2-o2-steps/l-0-0.png": str(tmp_path / "cat-l-i2-o2-2-steps" / "l-0-0.png")}
+    assert (tmp_path / "cat-l-i2-o2-2.png").read_bytes() == b"second run"
+    assert not (tmp_path.parent / "evil").exists() and not (tmp_path / "link").exists()
+
+
+def test_engine_lines_and_partial_chunks():
+    s = r.LineSplitter()
+    assert s.feed(b'{"event": "st') == []
+    assert s.feed(b'art"}\nnot json\n{"event"') == ['{"event": "start"}', "not json"]
+    assert s.close() == ['{"event"']
+    assert r.parse_engine_line('{"event": "step", "step": 1}') == {"event": "step", "step": 1}
+    assert r.parse_engine_line("Traceback (most recent call last):") is None
+    assert r.parse_engine_line('{"no": "event"}') is None
+
+
+def test_the_eta_weighs_octaves_by_their_pixels():
+    p = r.DreamProgress({"steps_total": 4, "octaves": 2, "iterations": 2, "width": 140, "height": 100}, 1.4)
+    p.update({"step": 1, "octave": 0, "iteration": 0, "width": 100, "height": 71, "elapsed": 1.0})
+    # after 1 of 4 steps, only ~1/6 of the work is done: ETA ~5 s, not 3 s
+    assert 0.15 < p.fraction < 0.18 and 4.5 < p.eta < 5.5
+    for i, (w, h) in enumerate([(100, 71), (140, 100), (140, 100)], start=2):
+        p.update({"step": i, "octave": i // 3, "iteration": (i - 1) % 2, "width": w, "height": h, "elapsed": i})
+    assert p.fraction == 1.0 and p.eta == 0.0
+
+
+# --- dream() against a faked SDK --------------------------------------------------------
+
+def events_lines(*events):
+    return [(json.dumps(e) + "\n").encode() for e in events]
+
+
+OK_EVENTS = [
+    {"event": "start", "source": "/input/cat.png", "layer": "l", "width": 40, "height": 30, "octaves": 1,
+     "iterations": 1, "steps_total": 1},
+    {"event": "step", "step": 1, "steps_total": 1, "octave": 0, "iteration": 0, "width": 40, "height": 30,
+     "elapsed": 0.1},
+    {"event": "saved", "kind": "final", "path": "/images/cat-l-i1-o1.png"},
+    {"event": "done", "path": "/images/cat-l-i1-o1.png", "elapsed": 0.2},
+]
+
+
+class FakeContainer:
+    def __init__(self, client, kw, chunks, code, stderr=b"", interrupt_after=None):
+        self.client, self.kw, self.chunks, self.code, self.stderr = client, kw, chunks, code, stderr
+        self.short_id, self.attrs, self.removed, self.stopped = "c0ffee", {"State": {}}, False, False
+        self.put, self.interrupt_after = [], interrupt_after
+
+    def put_archive(self, path, data):
+        self.put.append((path, data))
+        return True
+
+    def start(self):
+        self.client.log.append("start")
+
+    def logs(self, stream=False, follow=False, stdout=True, stderr=True, tail="all"):
+        if stream:
+            def gen():
+                for i, c in enumerate(self.chunks):
+                    if self.interrupt_after is not None and i == self.interrupt_after:
+                        raise KeyboardInterrupt
+                    yield c
+            return gen()
+        return self.stderr if stderr and not stdout else b"".join(self.chunks)
+
+    def wait(self):
+        return {"StatusCode": self.code}
+
+    def reload(self):
+        pass
+
+    def get_archive(self, path):
+        self.client.log.append("get_archive " + path)
+        return iter([images_tar({"cat-l-i1-o1.png": b"png"}).getvalue()]), {}
+
+    def stop(self, timeout=None):
+        self.stopped = True
+
+    def remove(self, force=False):
+        self.removed = True
+
+
+class FakeClient:
+    def __init__(self, present=True, **ckw):
+        self.present, self.ckw, self.log, self.containers_made = present, ckw, [], []
+        self.images = types.SimpleNamespace(get=self._get)
+        self.containers = types.SimpleNamespace(create=self._create)
+
+    def _get(self, tag):
+        if not self.present:
+            raise ImageNotFound("no such image")
+        return types.SimpleNamespace(id="sha256:1", attrs={"Config": {"Labels": {"io.ddctl.weights": "untrained"}}})
+
+    def _create(self, image, **kw):
+        c = FakeContainer(self, kw, **self.ckw)
+        self.containers_made.append(c)
+        return c
+
+
+@pytest.fixture
+def cat(tmp_path):
+    p = tmp_path / "cat.png"
+    Image.new("RGBA", (40, 30)).save(p)
+    return str(p)
+
+
+def test_a_mounted_run_reports_events_and_removes_its_container(tmp_path, cat):
+    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
+    seen = []
+    res = r.dream(client, cat, r.DreamOptions(layer="l", iterations=1, octaves=1),
+                  output_dir=str(tmp_path / "out"), ep=LOCAL, on_event=seen.append)
+    c = client.containers_made[0]
+    assert res.path == str(tmp_path / "out" / "cat-l-i1-o1.png") and res.transfer == "mount"
+    assert c.kw["network_disabled"] and c.kw["network_mode"] == "none"
+    assert c.kw["user"] == f"{os.getuid()}:{os.getgid()}" and "io.ddctl.run" in c.kw["labels"]
+    mounts = {m["Target"]: m for m in c.kw["mounts"]}
+    assert mounts["/images"]["Source"] == str(tmp_path / "out") and not mounts["/images"]["ReadOnly"]
+    assert mounts["/input/cat.png"]["ReadOnly"] and mounts["/input/cat.png"]["Source"] == cat
+    assert c.removed and c.put == []
+    kinds = [e.kind for e in seen]
+    assert kinds[:3] == ["fetched", "image", "transfer"] and "step" in kinds and kinds[-1] == "done"
+
+
+def test_a_copied_run_puts_the_input_and_gets_the_results(tmp_path, cat):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "cat-l-i1-o1.png").write_bytes(b"older")
+    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
+    res = r.dream(client, cat, r.DreamOptions(layer="l", iterations=1, octaves=1),
+                  output_dir=str(out), ep=LOCAL, transfer="copy")
+    c = client.containers_made[0]
+    assert "mounts" not in c.kw and c.put[0][0] == "/"
+    with tarfile.open(fileobj=io.BytesIO(c.put[0][1])) as t:
+        m = t.getmember("input/cat.png")
+        assert m.mode == 0o644 and m.uid == os.getuid()
+    assert res.transfer == "copy" and res.path == str(out / "cat-l-i1-o1-2.png")
+    assert (out / "cat-l-i1-o1.png").read_bytes() == b"older" and c.removed
+
+
+def test_the_engine_refusal_is_a_usage_error_with_its_message(tmp_path, cat):
+    err = {"event": "error", "code": "unknown_layer", "message": "unknown layer 'x': choose one of a, b"}
+    client = FakeClient(chunks=events_lines(err), code=2)
+    with pytest.raises(UsageError) as e:
+        r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
+    assert e.value.message == "unknown layer 'x': choose one of a, b"
+    assert client.containers_made[0].removed
+
+
+def test_an_engine_crash_shows_its_last_stderr_lines(tmp_path, cat):
+    client = FakeClient(chunks=[b"not json\n"], code=1, stderr=b"Traceback...\nMemoryError\n")
+    with pytest.raises(DdctlError) as e:
+        r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
+    assert "exit 1" in e.value.message and "MemoryError" in e.value.message
+    assert client.containers_made[0].removed
+
+
+def test_ctrl_c_stops_and_removes_the_container(tmp_path, cat):
+    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0, interrupt_after=2)
+    with pytest.raises(Interrupted) as e:
+        r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
+    c = client.containers_made[0]
+    assert e.value.exit_code == 130 and c.stopped and c.removed
+    assert str(tmp_path / "o") in e.value.message
+
+
+def test_no_image_without_build_names_the_command(tmp_path, cat):
+    client = FakeClient(present=False, chunks=[], code=0)
+    with pytest.raises(DdctlError) as e:
+        r.dream(client, cat, output_dir=str(tmp_path / "o"), image="me/dd:1", ep=LOCAL)
+    assert "`ddctl build --tag me/dd:1`" in e.value.message and client.containers_made == []
+
+
+def test_no_image_is_built_first_when_allowed(tmp_path, cat):
+    client = FakeClient(present=False, chunks=events_lines(*OK_EVENTS), code=0)
+    built, seen = [], []
+
+    def build(tag):
+        built.append(tag)
+        client.present = True
+
+    r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL, build=build, on_event=seen.append)
+    assert built == [r.DEFAULT_TAG] and "build-needed" in [e.kind for e in seen]
+
+
+def test_a_bad_input_never_starts_a_container(tmp_path):
+    (tmp_path / "x.jpg").write_text("<html>")
+    client = FakeClient(chunks=[], code=0)
+    with pytest.raises(UsageError):
+        r.dream(client, str(tmp_path / "x.jpg"), output_dir=str(tmp_path / "o"), ep=LOCAL)
+    assert client.containers_made == []
