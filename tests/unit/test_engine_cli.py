@@ -331,3 +331,9 @@ def test_weights_default_comes_from_the_environment(monkeypatch):
     assert (a.weights, a.prototxt) == ('/w/x.caffemodel', '/w/deploy.prototxt')
     monkeypatch.delenv('DDCTL_WEIGHTS')
     assert cli.parse_args(['x.jpg']).weights == '/opt/ddctl/model/bvlc_googlenet.caffemodel'
+
+
+def test_flags_may_sit_between_the_positional_arguments(pic):
+    code, ev, _ = run_json(['cat.jpg', '--seed', '3', 'conv2', '--output-dir', str(pic), '2', '1'])
+    assert code == 0 and ev[0]['seed'] == 3 and ev[0]['steps_total'] == 2
+    assert ev[-1]['path'] == str(pic / 'cat-conv2-i2-o1.png')
