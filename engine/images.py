@@ -176,7 +176,3 @@ def save_png_new(rgb, directory, stem, reserved=None, compress_level=6):
             raise
         return path
 
-
-def is_writable_dir(directory):
-    return os.path.isdir(directory) and os.access(directory, os.W_OK | os.X_OK)
-
