@@ -86,9 +86,26 @@ def make_client(endpoint=None, timeout=60):
     """A docker.DockerClient for the endpoint in effect; raises DockerUnavailable in one sentence."""
     ep = endpoint or resolve_endpoint()
     with translate_errors(ep):
-        # version=None: negotiate the API version with the daemon, like the docker CLI.
-        return docker.DockerClient(base_url=ep.host, tls=ep.tls or False,
-                                   version=None, timeout=timeout)
+        if not _ca_file(ep.tls):
+            # version=None: negotiate the API version with the daemon, like the docker CLI.
+            return docker.DockerClient(base_url=ep.host, tls=ep.tls or False,
+                                       version=None, timeout=timeout)
+        # With a ca.pem, requests would still let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace
+        # it on every request ("unable to get local issuer certificate"): the daemon's CA is
+        # what the user asked for, so the environment's bundles are not consulted.
+        client = docker.DockerClient(base_url=ep.host, tls=ep.tls, timeout=timeout,
+                                     version=docker.constants.DEFAULT_DOCKER_API_VERSION)
+        client.api.trust_env = False
+        server = client.api.version(api_version=False).get("ApiVersion") or docker.constants.DEFAULT_DOCKER_API_VERSION
+        client.api._version = min(server, docker.constants.DEFAULT_DOCKER_API_VERSION,
+                                  key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
+        return client
+
+
+def _ca_file(tls):
+    """The CA file a TLSConfig verifies the daemon with, if any."""
+    ca = getattr(tls, "ca_cert", None) if tls else None
+    return ca if isinstance(ca, str) and getattr(tls, "verify", False) else None
 
 
 def _chain(exc):

@@ -30,6 +30,7 @@ IMAGE_BYTES = 1.5e9          # what the dream image needs on the daemon's disk
 GOOGLENET_SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
 PROFILE = "/var/lib/boot2docker/profile"
 ENV_HINT = 'eval "$(ddctl doctor env)"'
+CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -323,6 +324,13 @@ def check_tls_files(ctx):
     if t["verify"] and not t["ca"]:
         problems.insert(0, ("fail", "TLS verification is on but there is no ca.pem"))
     where = t["dir"] or "the context"
+    bundles = [v for v in CA_BUNDLE_VARS if ctx.env.get(v)]
+    if not problems and t["verify"] and bundles:
+        return warn("tls-files", f"{where}: the files fit, but {' and '.join(bundles)} is set: requests makes "
+                                 f"docker-py verify the daemon against that bundle instead of ca.pem (\"unable to "
+                                 f"get local issuer certificate\"); ddctl ignores it",
+                    hint=f"for your own docker-py scripts: `env -u {' -u '.join(bundles)} python ...`",
+                    data=dict(data, bundles=bundles))
     if not problems:
         cert = certs.load_cert(t["cert"]) if t["cert"] else None
         until = f", cert.pem valid until {certs.not_after(cert):%Y-%m-%d}" if cert else ""

@@ -84,6 +84,13 @@ def settings_for(host, tls, env):
     return out
 
 
+def overriding_bundles(tls, env=None):
+    """CA bundle variables that make requests (and so docker-py) ignore ca.pem."""
+    from ddctl.doctor.checks import CA_BUNDLE_VARS
+    env = os.environ if env is None else env
+    return [v for v in CA_BUNDLE_VARS if env.get(v)] if tls and tls.get("verify") else []
+
+
 def unset_settings(env):
     return [(n, None) for n in VARS + ("DOCKER_MACHINE_NAME",)]
 
