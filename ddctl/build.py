@@ -212,6 +212,17 @@ def ensure_base_images(client, root, on_event=None, ep=None):
                 f"run provision/bootstrap-base-image.sh (makes it offline) or `docker pull {image}`.")
 
 
+def extra_labels(env=None):
+    """Labels from DDCTL_LABELS="k=v,k2=v2", put on everything ddctl creates (tests use it)."""
+    env = os.environ if env is None else env
+    labels = {}
+    for item in (env.get("DDCTL_LABELS") or "").split(","):
+        if "=" in item:
+            k, v = item.split("=", 1)
+            labels[k.strip()] = v.strip()
+    return labels
+
+
 def build_image(client, tag=DEFAULT_TAG, weights="download", weights_url=None, weights_sha1=None,
                 nocache=False, labels=None, on_event=None, root=None, ep=None):
     """Build the image; on_event(BuildEvent) for progress; returns a BuildSummary."""
@@ -222,6 +233,7 @@ def build_image(client, tag=DEFAULT_TAG, weights="download", weights_url=None, w
     buildargs["DDCTL_VERSION"] = __version__
     context = build_context_tar(root, weights_path)
     all_labels = {"io.ddctl.image": "deepdream", "io.ddctl.version": __version__}
+    all_labels.update(extra_labels())
     all_labels.update(labels or {})
     parser = StreamParser()
     started = time.monotonic()

@@ -9,7 +9,7 @@ import uuid
 from ddctl.build import DEFAULT_TAG
 from ddctl.client import translate_errors
 from ddctl.errors import DdctlError
-from ddctl.run import RUN_LABEL, _user, ensure_image
+from ddctl.run import RUN_LABEL, _user, ensure_image, extra_labels
 
 
 def parse_layers(stdout):
@@ -33,7 +33,7 @@ def list_layers(client, image=DEFAULT_TAG, ep=None, labels=None):
     img = ensure_image(client, image, None, None, ep)
     run_id = uuid.uuid4().hex[:12]
     uid, gid = _user()
-    kwargs = dict(command=["--list-layers"], labels={**(labels or {}), RUN_LABEL: run_id},
+    kwargs = dict(command=["--list-layers"], labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id},
                   network_disabled=True, network_mode="none", detach=True,
                   name=f"ddctl-layers-{run_id}")
     if uid is not None:

@@ -23,7 +23,7 @@ from typing import Optional
 from docker.errors import ImageNotFound, NotFound
 from docker.types import Mount
 
-from ddctl.build import DEFAULT_TAG
+from ddctl.build import DEFAULT_TAG, extra_labels
 from ddctl.client import resolve_endpoint, translate_errors
 from ddctl.errors import DdctlError, Interrupted, UsageError
 from ddctl.fetch import get_picture
@@ -322,7 +322,8 @@ def dream(client, source, opts=None, output_dir=DEFAULT_OUTPUT, image=DEFAULT_TA
         img_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
         on_event(RunEvent("image", {"tag": image, "weights": img_labels.get("io.ddctl.weights", "?")}))
         on_event(RunEvent("transfer", {"mode": mode, "why": why, "output_dir": outdir}))
-        return _run_container(client, img, picture, opts, outdir, mode, on_event, ep, labels or {})
+        return _run_container(client, img, picture, opts, outdir, mode, on_event, ep,
+                              {**extra_labels(), **(labels or {})})
 
 
 def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, labels):

@@ -3,7 +3,7 @@ import time
 
 from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ddctl.build import DEFAULT_TAG, build_image, human_size
+from ddctl.build import DEFAULT_TAG, build_image, human_size, weights_buildargs
 from ddctl.client import make_client, resolve_endpoint
 
 UNTRAINED_WARNING = ("warning: {tag} holds untrained weights: dreams will show noise-like patterns, "
@@ -107,8 +107,10 @@ def warn_untrained(ui, tag):
 
 
 def build_with_view(ui, client, ep, tag, **kw):
-    ui.err.print(f"building {tag} (the first build takes a few minutes)", markup=False,
-                 highlight=False, soft_wrap=True)
+    # Refuse clashing options before saying anything else.
+    weights_buildargs(kw.get("weights"), kw.get("weights_url"), kw.get("weights_sha1"))
+    ui.err.print(f"building {tag} (a first build takes a few minutes; later ones reuse the cache)",
+                 markup=False, highlight=False, soft_wrap=True)
     with BuildView(ui) as view:
         return build_image(client, tag=tag, on_event=view, ep=ep, **kw)
 

@@ -1,0 +1,270 @@
+"""`ddctl build`, `ddctl run` and `ddctl layers` end to end: the real CLI, the real daemon,
+the real image (untrained weights), pictures served on 127.0.0.1. Small sizes throughout."""
+import hashlib
+import http.server
+import io
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import pytest
+from PIL import Image
+
+from image_fixtures import dream_image  # noqa: F401  (the session's image build, shared)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SMALL = ["2", "2", "--max-size", "160"]       # ITERATIONS OCTAVES + a small working size
+
+
+def ddctl(*args, env=None, cwd=None, timeout=300):
+    full_env = {k: v for k, v in os.environ.items() if k != "DDCTL_TRANSFER"}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "ddctl", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd or ROOT, timeout=timeout)
+
+
+def last_line(text):
+    lines = [l for l in text.splitlines() if l.strip()]
+    return lines[-1] if lines else ""
+
+
+def picture(fmt="JPEG", mode="RGB", size=(200, 150), **kw):
+    img = Image.effect_mandelbrot(size, (-2, -1.2, 1, 1.2), 60).convert(mode)
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def exif_rotated_jpeg():
+    """A landscape 200x120 JPEG whose EXIF says 'rotate 90°': phones make these."""
+    img = Image.effect_mandelbrot((200, 120), (-2, -1.2, 1, 1.2), 60).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    routes = {}
+
+    def do_GET(self):
+        if self.path not in self.routes:
+            self.send_error(404, "Not Found")
+            return
+        ctype, body = self.routes[self.path]
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture(scope="module")
+def web():
+    Handler.routes = {
+        "/photos/cat.jpg": ("image/jpeg", picture()),
+        "/big.jpg": ("image/jpeg", picture(size=(900, 600))),
+        "/page.jpg": ("image/jpeg", b"<!doctype html><html><body>Sign in to see this picture</body></html>"),
+        "/notes": ("text/plain", b"these are not the pixels you are looking for\n"),
+        "/noise.png": ("image/png", os.urandom(5000)),
+    }
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def tag():
+    """A label value unique to this test, put on every container ddctl creates."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+def env_for(tag, **more):
+    return {"DDCTL_LABELS": f"io.ddctl.test=1,io.ddctl.testcase={tag}", **more}
+
+
+def containers_of(docker_client, tag):
+    return docker_client.containers.list(all=True, filters={"label": f"io.ddctl.testcase={tag}"})
+
+
+def assert_png_of_user(path):
+    st = os.stat(path)
+    assert st.st_uid == os.getuid() and st.st_gid == os.getgid(), (st.st_uid, st.st_gid)
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        return im.size
+
+
+# --- build ------------------------------------------------------------------------------
+
+def test_build_through_the_cli_shows_steps_and_a_summary(docker_client, dream_image):  # noqa: F811
+    name = "ddctl/deepdream:test-cli-" + uuid.uuid4().hex[:6]
+    try:
+        r = ddctl("build", "--weights", "untrained", "--tag", name,
+                  env={"DDCTL_LABELS": "io.ddctl.test=1"}, timeout=1500)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert re.search(r"^step 1/\d+: ", r.stderr, re.M), r.stderr[:2000]
+        assert re.search(r"^step (\d+)/\1: ", r.stderr, re.M)          # the last step too
+        assert f"built {name}" in r.stdout and re.search(r"size\s+\d+(\.\d)? [MG]B", r.stdout)
+        assert re.search(r"weights\s+untrained", r.stdout)
+        assert "untrained weights" in r.stderr and "Traceback" not in r.stderr
+        labels = docker_client.images.get(name).labels
+        assert labels["io.ddctl.weights"] == "untrained" and labels["io.ddctl.image"] == "deepdream"
+    finally:
+        try:
+            docker_client.images.remove(name, noprune=True)
+        except Exception:
+            pass
+
+
+def test_build_with_clashing_weight_options_is_one_line(docker_client):
+    r = ddctl("build", "--weights-url", "http://127.0.0.1:9/w.caffemodel")
+    assert r.returncode == 2 and "go together" in r.stderr
+    assert len([l for l in r.stderr.splitlines() if l.strip()]) == 1
+
+
+# --- run: pictures in, pictures out ----------------------------------------------------------
+
+def test_a_url_is_dreamed_into_the_folder_as_the_caller(docker_client, dream_image, web, tmp_path, tag):  # noqa: F811
+    out = tmp_path / "new" / "dreams"
+    r = ddctl("run", web + "/photos/cat.jpg", "inception_4c/output", *SMALL, "--image", dream_image,
+              "-o", str(out), env=env_for(tag))
+    assert r.returncode == 0, r.stderr[-3000:]
+    path = last_line(r.stdout)
+    assert path == str(out / "cat-inception_4c-output-i2-o2.png")
+    assert assert_png_of_user(path) == (160, 120)
+    assert "bind-mounted" in r.stderr and "step 4/4" in r.stderr and "ETA" in r.stderr
+    assert "untrained weights" in r.stderr
+    assert containers_of(docker_client, tag) == []
+
+
+@pytest.mark.parametrize("name, data, size", [
+    ("phone.jpg", exif_rotated_jpeg(), (96, 160)),            # shown upright: portrait
+    ("logo.png", picture("PNG", "RGBA", (160, 100)), (160, 100)),
+    ("grey.jpg", picture("JPEG", "L", (160, 100)), (160, 100)),
+    ("web.webp", picture("WEBP", "RGB", (160, 100)), (160, 100)),
+])
+def test_pictures_users_really_have_dream(dream_image, tmp_path, tag, name, data, size):  # noqa: F811
+    src = tmp_path / name
+    src.write_bytes(data)
+    r = ddctl("run", str(src), "inception_3b/output", *SMALL, "--image", dream_image,
+              "-o", str(tmp_path / "out"), env=env_for(tag))
+    assert r.returncode == 0, r.stderr[-3000:]
+    path = last_line(r.stdout)
+    assert os.path.basename(path).startswith(os.path.splitext(name)[0] + "-inception_3b-output-i2-o2")
+    assert assert_png_of_user(path) == size
+
+
+@pytest.mark.parametrize("route, words", [
+    ("/missing.jpg", "answered 404 Not Found"),
+    ("/page.jpg", "is an HTML page, not a picture"),
+    ("/notes", "is text, not a picture"),
+    ("/noise.png", "not a picture"),
+    (None, "Cannot reach 127.0.0.1"),
+])
+def test_what_is_not_a_picture_fails_in_one_line(docker_client, dream_image, web, tmp_path, tag,  # noqa: F811
+                                                 route, words):
+    url = web + route if route else "http://127.0.0.1:9/cat.jpg"
+    r = ddctl("run", url, "--image", dream_image, "-o", str(tmp_path / "out"), env=env_for(tag))
+    assert r.returncode != 0
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and words in lines[0] and lines[0].startswith("ddctl: "), r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+    assert containers_of(docker_client, tag) == []
+
+
+def test_an_unknown_layer_is_the_engine_s_one_line(docker_client, dream_image, web, tmp_path, tag):  # noqa: F811
+    r = ddctl("run", web + "/photos/cat.jpg", "inception_9z/output", *SMALL, "--image", dream_image,
+              "-o", str(tmp_path), env=env_for(tag))
+    assert r.returncode == 2
+    assert "inception_9z/output" in last_line(r.stderr) and "inception_4c/output" in last_line(r.stderr)
+    assert "Traceback" not in r.stderr and containers_of(docker_client, tag) == []
+
+
+def test_no_image_with_no_build_names_the_command(docker_client, web, tmp_path):
+    r = ddctl("run", web + "/photos/cat.jpg", "--image", "ddctl/deepdream:absent-xyz", "--no-build",
+              "-o", str(tmp_path))
+    assert r.returncode == 1
+    assert "`ddctl build --tag ddctl/deepdream:absent-xyz`" in last_line(r.stderr)
+
+
+def test_the_copy_path_forced_on_the_local_daemon_works(docker_client, dream_image, web, tmp_path, tag):  # noqa: F811
+    r = ddctl("run", web + "/photos/cat.jpg", "inception_4c/output", *SMALL, "--save-steps",
+              "--image", dream_image, "-o", str(tmp_path), env=env_for(tag, DDCTL_TRANSFER="copy"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "copied in and out through the Docker API" in r.stderr
+    path = last_line(r.stdout)
+    assert path == str(tmp_path / "cat-inception_4c-output-i2-o2.png")
+    assert_png_of_user(path)
+    steps = sorted(os.listdir(tmp_path / "cat-inception_4c-output-i2-o2-steps"))
+    assert steps == [f"inception_4c-output-{o}-{i}.png" for o in range(2) for i in range(2)]
+    assert containers_of(docker_client, tag) == []
+
+
+def test_a_second_run_never_overwrites_the_first(dream_image, web, tmp_path, tag):  # noqa: F811
+    args = ("run", web + "/photos/cat.jpg", "inception_4c/output", *SMALL, "--image", dream_image,
+            "-o", str(tmp_path))
+    first = ddctl(*args, env=env_for(tag))
+    assert first.returncode == 0, first.stderr[-2000:]
+    p1 = last_line(first.stdout)
+    digest = hashlib.sha1(open(p1, "rb").read()).hexdigest()
+    second = ddctl(*args, env=env_for(tag))                                   # bind mount
+    third = ddctl(*args, "--copy", env=env_for(tag))                           # archive copy
+    assert second.returncode == 0 and third.returncode == 0, second.stderr[-2000:] + third.stderr[-2000:]
+    p2, p3 = last_line(second.stdout), last_line(third.stdout)
+    assert [os.path.basename(p) for p in (p1, p2, p3)] == [
+        "cat-inception_4c-output-i2-o2.png", "cat-inception_4c-output-i2-o2-2.png",
+        "cat-inception_4c-output-i2-o2-3.png"]
+    assert hashlib.sha1(open(p1, "rb").read()).hexdigest() == digest
+
+
+def test_ctrl_c_stops_and_removes_the_container_and_keeps_the_folder(docker_client, dream_image, web,  # noqa: F811
+                                                                    tmp_path, tag):
+    out = tmp_path / "dreams"
+    env = dict(os.environ, **env_for(tag))
+    env.pop("DDCTL_TRANSFER", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddctl", "run", web + "/big.jpg", "inception_4c/output", "10", "4",
+         "--save-steps", "--image", dream_image, "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    seen = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith("step 2/"):
+                break
+        assert any(l.startswith("step 2/") for l in seen), "".join(seen)
+        assert len(containers_of(docker_client, tag)) == 1       # it is running now
+        proc.send_signal(signal.SIGINT)
+        out_text, err_text = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err_text
+    assert "interrupted" in err_text and "Traceback" not in err_text and out_text == ""
+    assert containers_of(docker_client, tag) == []
+    steps = out / "big-inception_4c-output-i10-o4-steps"
+    assert out.is_dir() and steps.is_dir() and len(os.listdir(steps)) >= 1
+
+
+def test_layers_lists_the_dreamable_layers(docker_client, dream_image, tag):  # noqa: F811
+    r = ddctl("layers", "--image", dream_image, env=env_for(tag))
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"inception_4c/output\s*\S\s*512\s*\S\s*16\b", r.stdout), r.stdout
+    assert re.search(r"inception_3b/5x5_reduce\s*\S\s*32\s*\S\s*8\b", r.stdout), r.stdout
+    assert containers_of(docker_client, tag) == []
