@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
-from docker.errors import ImageNotFound, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 from docker.types import Mount
 
 from ddctl.build import DEFAULT_TAG, extra_labels
@@ -322,8 +322,19 @@ def dream(client, source, opts=None, output_dir=DEFAULT_OUTPUT, image=DEFAULT_TA
         img_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
         on_event(RunEvent("image", {"tag": image, "weights": img_labels.get("io.ddctl.weights", "?")}))
         on_event(RunEvent("transfer", {"mode": mode, "why": why, "output_dir": outdir}))
-        return _run_container(client, img, picture, opts, outdir, mode, on_event, ep,
-                              {**extra_labels(), **(labels or {})})
+        labels = {**extra_labels(), **(labels or {})}
+        try:
+            return _run_container(client, img, picture, opts, outdir, mode, on_event, ep, labels)
+        except _BindUnavailable:
+            # A "local" socket whose daemon lives elsewhere (ddctl in a container, a VM
+            # without this folder shared): the archive copy works wherever the daemon is.
+            on_event(RunEvent("transfer", {"mode": "copy", "output_dir": outdir,
+                                           "why": "the daemon cannot see this machine's folders"}))
+            return _run_container(client, img, picture, opts, outdir, "copy", on_event, ep, labels)
+
+
+class _BindUnavailable(DdctlError):
+    """The daemon cannot see the folders to bind-mount."""
 
 
 def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, labels):
@@ -347,7 +358,12 @@ def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, label
     started = time.monotonic()
     try:
         with translate_errors(ep):
-            container = client.containers.create(img.id, **kwargs)
+            try:
+                container = client.containers.create(img.id, **kwargs)
+            except APIError as exc:
+                if mode == "mount" and "bind source path does not exist" in str(exc):
+                    raise _BindUnavailable(str(exc))
+                raise
             on_event(RunEvent("container", {"id": container.short_id, "run_id": run_id}))
             if mode == "copy":
                 container.put_archive("/", input_archive(picture.path, picture.filename, uid, gid))

@@ -110,9 +110,9 @@ class RunView:
                 warn_untrained(self.ui, d["tag"])
         elif ev.kind == "transfer":
             if d["mode"] == "mount":
-                self.say(f"files: {d['output_dir']} bind-mounted into the container ({d['why']})")
+                self.say(f"files: {d['output_dir']} bind-mounted into the container, as {d['why']}")
             else:
-                self.say(f"files: copied in and out through the Docker API ({d['why']}), "
+                self.say(f"files: copied in and out through the Docker API, as {d['why']}; "
                          f"results into {d['output_dir']}")
         elif ev.kind == "start":
             self.state = DreamProgress(d, self.opts.octave_scale)

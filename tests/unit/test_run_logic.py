@@ -6,7 +6,7 @@ import tarfile
 import types
 
 import pytest
-from docker.errors import ImageNotFound
+from docker.errors import APIError, ImageNotFound
 
 from ddctl import run as r
 from ddctl.client import Endpoint
@@ -147,7 +147,7 @@ OK_EVENTS = [
 
 
 class FakeContainer:
-    def __init__(self, client, kw, chunks, code, stderr=b"", interrupt_after=None):
+    def __init__(self, client, kw, chunks, code, stderr=b"", interrupt_after=None, no_binds=False):
         self.client, self.kw, self.chunks, self.code, self.stderr = client, kw, chunks, code, stderr
         self.short_id, self.attrs, self.removed, self.stopped = "c0ffee", {"State": {}}, False, False
         self.put, self.interrupt_after = [], interrupt_after
@@ -198,6 +198,9 @@ class FakeClient:
         return types.SimpleNamespace(id="sha256:1", attrs={"Config": {"Labels": {"io.ddctl.weights": "untrained"}}})
 
     def _create(self, image, **kw):
+        if self.ckw.get("no_binds") and "mounts" in kw:
+            raise APIError("400", explanation="invalid mount config for type \"bind\": "
+                                              "bind source path does not exist: /tmp/x")
         c = FakeContainer(self, kw, **self.ckw)
         self.containers_made.append(c)
         return c
@@ -294,3 +297,12 @@ def test_a_bad_input_never_starts_a_container(tmp_path):
     with pytest.raises(UsageError):
         r.dream(client, str(tmp_path / "x.jpg"), output_dir=str(tmp_path / "o"), ep=LOCAL)
     assert client.containers_made == []
+
+
+def test_a_daemon_that_cannot_see_the_folders_falls_back_to_the_copy(tmp_path, cat):
+    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0, no_binds=True)
+    seen = []
+    res = r.dream(client, cat, r.DreamOptions(layer="l", iterations=1, octaves=1),
+                  output_dir=str(tmp_path / "o"), ep=LOCAL, on_event=seen.append)
+    assert res.transfer == "copy" and os.path.exists(res.path)
+    assert [e.data["mode"] for e in seen if e.kind == "transfer"] == ["mount", "copy"]
