@@ -102,8 +102,8 @@ def run_env(args, ui):
         ui.err.print(f"# {escape(shellenv.tcp_form(host))}: {escape(why)}", soft_wrap=True)
         bundles = shellenv.overriding_bundles(tls)
         if bundles:
-            ui.err.print(f"# warning: {' and '.join(bundles)} is set: docker-py would verify the daemon against "
-                         f"that bundle instead of ca.pem; unset it for docker-py scripts", soft_wrap=True)
+            ui.err.print(f"# warning: {' and '.join(bundles)} {'are' if len(bundles) > 1 else 'is'} set: docker-py would verify the daemon against "
+                         f"that bundle instead of ca.pem; unset {'them' if len(bundles) > 1 else 'it'} for docker-py scripts", soft_wrap=True)
     ui.out.file.write(shellenv.render(shell, settings, flags))
     ui.out.file.flush()
     ui.err.print(f"Run this command to configure your shell: {escape(shellenv.eval_hint(shell, flags))}",

@@ -9,6 +9,7 @@ import grp
 import ipaddress
 import os
 import pwd
+import re
 import shutil
 import socket
 import ssl
@@ -326,7 +327,7 @@ def check_tls_files(ctx):
     where = t["dir"] or "the context"
     bundles = [v for v in CA_BUNDLE_VARS if ctx.env.get(v)]
     if not problems and t["verify"] and bundles:
-        return warn("tls-files", f"{where}: the files fit, but {' and '.join(bundles)} is set: requests makes "
+        return warn("tls-files", f"{where}: the files fit, but {' and '.join(bundles)} {'are' if len(bundles) > 1 else 'is'} set: requests makes "
                                  f"docker-py verify the daemon against that bundle instead of ca.pem (\"unable to "
                                  f"get local issuer certificate\"); ddctl ignores it",
                     hint=f"for your own docker-py scripts: `env -u {' -u '.join(bundles)} python ...`",
@@ -433,8 +434,15 @@ def check_connection(ctx):
         ctx.version = ctx.client.version()
         ctx.info = ctx.client.info()
     except DdctlError as exc:
-        return fail("connection", _quiet(exc.message), hint=found_hint(ctx.found, ctx.endpoint),
-                    data={"error": str(exc.__cause__ or exc)[:500]})
+        raw = str(exc.__cause__ or exc)
+        detail = _quiet(exc.message)
+        ssl_reason = re.search(r"\[SSL: ([A-Z0-9_]+)\] ([^(]+?) \(_ssl", raw)
+        if ssl_reason and "alert" in ssl_reason.group(2):
+            detail = (f"the daemon at {ctx.endpoint.host} refused this client's certificate "
+                      f"(TLS alert: {ssl_reason.group(2).split('alert ')[-1]})")
+        elif len(detail) > 200:
+            detail = detail[:199] + "…"
+        return fail("connection", detail, hint=found_hint(ctx.found, ctx.endpoint), data={"error": raw[:500]})
     except Exception as exc:
         from ddctl.client import explain
         return fail("connection", _quiet(explain(exc, ctx.endpoint)))
