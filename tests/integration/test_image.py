@@ -234,3 +234,15 @@ def test_engine_equals_the_notebook(docker_client, dream_image, layer, jitter, s
     result = json.loads(out.strip().splitlines()[-1])
     assert result["changed"] > 0.5        # the dream did change the picture
     assert result["max_diff"] <= 1, result
+
+
+def test_shape_rules_match_caffe(docker_client, dream_image):
+    """caffe_net's own shape inference (layers' strides, min_input_size, used to refuse too
+    many octaves) agrees with the shapes Caffe gives, and the minimum sizes really run."""
+    code, out, err = run_in_image(
+        docker_client, dream_image, ["/src/tests/integration/in_image/check_shapes.py"],
+        entrypoint=["python3"], volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}})
+    assert code == 0, out + err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["ok"], result["problems"]
+    assert result["min_sizes"]["inception_4c/output"] == 15
