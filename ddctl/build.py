@@ -24,6 +24,8 @@ TAIL_LINES = 12            # how many of the current step's last lines are kept
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _FETCH_RE = re.compile(r"fetch-weights: (\d+) of (\d+|\?) bytes")
 WEIGHTS_FAILURE = "ddctl: cannot get the weights:"   # provision/fetch-weights.py's one line
+_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_NOISE = (" ---> ", "Removing intermediate container ", "Successfully built ", "Successfully tagged ")
 _SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
 BVLC_GOOGLENET_SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
 
@@ -110,6 +112,7 @@ class StreamParser:
         return []
 
     def _line(self, line):
+        line = _ANSI_RE.sub("", line)
         m = _STEP_RE.match(line)
         if m:
             self.step, self.steps_total = int(m.group(1)), int(m.group(2))
@@ -120,7 +123,8 @@ class StreamParser:
             return []
         if line.startswith("Successfully built "):
             self.image_id = self.image_id or line.split()[-1]
-        self.tail.append(line)
+        if not line.startswith(_NOISE):
+            self.tail.append(line)
         if WEIGHTS_FAILURE in line:
             self.weights_failure = line[line.index(WEIGHTS_FAILURE) + len("ddctl: "):].strip()
         events = [self._ev("log", text=line)]
@@ -132,7 +136,7 @@ class StreamParser:
 
     def failure(self):
         """The DdctlError for a failed build: the step, then its last lines."""
-        where = (f"step {self.step}/{self.steps_total} ({_short(self.step_text)})"
+        where = (f"step {self.step}/{self.steps_total} ({_short(self.step_text, 60)})"
                  if self.step else "before the first step")
         if self.weights_failure:
             head = f"The image build failed at {where}: {self.weights_failure}"

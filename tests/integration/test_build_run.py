@@ -128,6 +128,19 @@ def test_build_through_the_cli_shows_steps_and_a_summary(docker_client, dream_im
             pass
 
 
+def test_a_weights_download_failure_names_the_step_and_the_alternatives(docker_client, dream_image):  # noqa: F811
+    name = "ddctl/deepdream:test-wfail-" + uuid.uuid4().hex[:6]
+    r = ddctl("build", "--tag", name, "--weights-url", "http://127.0.0.1:9/w.caffemodel",
+              "--weights-sha1", "0123456789abcdef0123456789abcdef01234567",
+              env={"DDCTL_LABELS": "io.ddctl.test=1"}, timeout=900)
+    assert r.returncode == 1
+    fail = [l for l in r.stderr.splitlines() if l.startswith("ddctl: ")]
+    assert len(fail) == 1 and re.search(r"failed at step \d+/\d+ \(RUN ", fail[0]), r.stderr[-3000:]
+    assert "http://127.0.0.1:9/w.caffemodel is unreachable" in fail[0] and "--weights untrained" in fail[0]
+    assert "Last lines of that step:" in r.stderr and "Traceback" not in r.stderr
+    assert not docker_client.images.list(name=name)
+
+
 def test_build_with_clashing_weight_options_is_one_line(docker_client):
     r = ddctl("build", "--weights-url", "http://127.0.0.1:9/w.caffemodel")
     assert r.returncode == 2 and "go together" in r.stderr

@@ -58,14 +58,17 @@ def test_a_failure_names_the_step_and_its_last_lines_only():
     feed_all(p, [
         {"stream": "Step 1/2 : RUN make\n"}, {"stream": "old line of step 1\n"},
         {"stream": "Step 2/2 : RUN python3 build.py\n"},
-        {"stream": "line a\nline b\nline c\nline d\n"},
+        {"stream": " ---> Running in 0123abc\n"},
+        {"stream": "line a\nline b\nline c\n\x1b[0mline d\n"},
+        {"stream": "Removing intermediate container 0123abc\n"},
         {"errorDetail": {"code": 1, "message": "The command '/bin/sh -c python3 build.py' returned a non-zero code: 1"},
          "error": "The command ... returned a non-zero code: 1"},
     ])
     msg = p.failure().message
     first = msg.splitlines()[0]
     assert "step 2/2 (RUN python3 build.py)" in first and "non-zero code: 1" in first
-    assert "line d" in msg and "line b" in msg and "line a" not in msg   # the last 3 lines
+    assert "  line d" in msg and "line b" in msg and "line a" not in msg   # the last 3 lines
+    assert "\x1b" not in msg and "Running in" not in msg and "intermediate" not in msg
     assert "old line of step 1" not in msg
 
 
