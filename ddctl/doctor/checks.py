@@ -200,6 +200,10 @@ def check_endpoint(ctx):
                      data={"DOCKER_CONTEXT": env.get("DOCKER_CONTEXT")})
             if not from_env:
                 r.fix = "make `default` the current context again (what `docker context use default` does)"
+            found = probe_sockets(ctx)
+            if found:
+                r.data["found"] = found
+                r.hint += "; " + found_hint(found)
             return r
     ctx.endpoint = ep
     ctx.tls = tls_from_env(env) if ep.source == "DOCKER_HOST" else tls_from_config(ep.tls)
