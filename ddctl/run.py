@@ -367,40 +367,39 @@ def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, label
             on_event(RunEvent("container", {"id": container.short_id, "run_id": run_id}))
             if mode == "copy":
                 container.put_archive("/", input_archive(picture.path, picture.filename, uid, gid))
-            container.start()
-            lines = LineSplitter()
-            for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=False):
-                for line in lines.feed(chunk):
-                    ev = _engine_event(line, on_event, other)
-                    if ev:
-                        if ev["event"] == "saved":
-                            saved.append(ev.get("path"))
-                        elif ev["event"] == "done":
-                            done = ev
-                        elif ev["event"] == "error":
-                            error = ev
-            for line in lines.close():
-                ev = _engine_event(line, on_event, other)
-                if ev and ev["event"] == "done":
-                    done = ev
-                elif ev and ev["event"] == "error":
-                    error = ev
-            status = container.wait()
-            code = int(status.get("StatusCode", 1))
-            if mode == "copy":
-                copied = _copy_out(container, outdir)
-            stderr = container.logs(stdout=False, stderr=True, tail=15).decode("utf-8", "replace")
-            state = (container.attrs or {}).get("State") or {}
             try:
-                container.reload()
-                state = container.attrs.get("State") or {}
-            except NotFound:
-                pass
+                container.start()
+                stdout = container.logs(stream=True, follow=True, stdout=True, stderr=False)
+                for line in _lines(stdout):
+                    ev = _engine_event(line, on_event, other)
+                    kind = ev and ev["event"]
+                    if kind == "saved":
+                        saved.append(ev.get("path"))
+                    elif kind == "done":
+                        done = ev
+                    elif kind == "error":
+                        error = ev
+                status = container.wait()
+                code = int(status.get("StatusCode", 1))
+                if mode == "copy":
+                    copied = _copy_out(container, outdir)
+                stderr = container.logs(stdout=False, stderr=True, tail=15).decode("utf-8", "replace")
+                state = (container.attrs or {}).get("State") or {}
+                try:
+                    container.reload()
+                    state = container.attrs.get("State") or {}
+                except NotFound:
+                    pass
+            except (NotFound, APIError) as exc:
+                if isinstance(exc, NotFound) or "marked for removal" in str(exc):
+                    raise DdctlError(f"The dream container {container.name} was removed while it ran "
+                                     f"(by another program?): run the command again.")
+                raise
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if container is not None:
-            _cleanup(container, outdir, mode, copied if not interrupted else None, interrupted)
+            _cleanup(container, outdir, mode, interrupted)
     if interrupted:
         raise Interrupted(f"interrupted: the container was stopped and removed; what was already "
                           f"written stays in {outdir}.")
@@ -412,6 +411,13 @@ def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, label
         files = sorted(copied.values())
     return RunResult(path=path, transfer=mode, files=files,
                      elapsed=float(done.get("elapsed") or time.monotonic() - started), run_id=run_id)
+
+
+def _lines(chunks):
+    splitter = LineSplitter()
+    for chunk in chunks:
+        yield from splitter.feed(chunk)
+    yield from splitter.close()
 
 
 def _engine_event(line, on_event, other):
@@ -436,7 +442,7 @@ def _copy_out(container, outdir):
         return extract_new_files(f, outdir)
 
 
-def _cleanup(container, outdir, mode, copied, interrupted):
+def _cleanup(container, outdir, mode, interrupted):
     """Stop (on Ctrl-C) and always remove the container; Ctrl-C is ignored meanwhile."""
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None

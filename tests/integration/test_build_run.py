@@ -167,7 +167,7 @@ def test_a_url_is_dreamed_into_the_folder_as_the_caller(docker_client, dream_ima
     ("logo.png", picture("PNG", "RGBA", (160, 100)), (160, 100)),
     ("grey.jpg", picture("JPEG", "L", (160, 100)), (160, 100)),
     ("web.webp", picture("WEBP", "RGB", (160, 100)), (160, 100)),
-])
+], ids=["exif-rotated-jpeg", "rgba-png", "greyscale-jpeg", "webp"])
 def test_pictures_users_really_have_dream(dream_image, tmp_path, tag, name, data, size):  # noqa: F811
     src = tmp_path / name
     src.write_bytes(data)

@@ -150,6 +150,7 @@ class FakeContainer:
     def __init__(self, client, kw, chunks, code, stderr=b"", interrupt_after=None, no_binds=False):
         self.client, self.kw, self.chunks, self.code, self.stderr = client, kw, chunks, code, stderr
         self.short_id, self.attrs, self.removed, self.stopped = "c0ffee", {"State": {}}, False, False
+        self.name = "ddctl-run-c0ffee"
         self.put, self.interrupt_after = [], interrupt_after
 
     def put_archive(self, path, data):
@@ -306,3 +307,17 @@ def test_a_daemon_that_cannot_see_the_folders_falls_back_to_the_copy(tmp_path, c
                   output_dir=str(tmp_path / "o"), ep=LOCAL, on_event=seen.append)
     assert res.transfer == "copy" and os.path.exists(res.path)
     assert [e.data["mode"] for e in seen if e.kind == "transfer"] == ["mount", "copy"]
+
+
+def test_a_container_removed_by_someone_else_is_one_sentence(tmp_path, cat):
+    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
+    client._create_orig = client._create
+
+    def create(image, **kw):
+        c = client._create_orig(image, **kw)
+        c.wait = lambda: (_ for _ in ()).throw(APIError("409", explanation="container is marked for removal"))
+        return c
+    client.containers.create = create
+    with pytest.raises(DdctlError) as e:
+        r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
+    assert "was removed while it ran" in e.value.message
