@@ -48,6 +48,26 @@ def main(argv):
                   % (path, rc), file=sys.stderr, flush=True)
             return 1
         return 0
+    # Caffe silently keeps its own initialisation for layers a file lacks (a web page
+    # parses as an empty net): check that the file holds every param blob, by size.
+    from caffe.proto import caffe_pb2
+    model = caffe_pb2.NetParameter()
+    try:
+        with open(path, "rb") as f:
+            model.ParseFromString(f.read())
+    except Exception as e:  # noqa: BLE001 - DecodeError, OSError
+        print("init-weights: %s is not a Caffe model file (%s)" % (path, e), file=sys.stderr, flush=True)
+        return 1
+    have = {}
+    for layer in list(model.layer) + list(model.layers):  # layers: the 2014 (V1) format
+        have[layer.name] = [len(b.data) or len(b.double_data) for b in layer.blobs]
+    net = caffe.Net(prototxt, caffe.TEST)
+    missing = [name for name, params in net.params.items()
+               if have.get(name) != [p.data.size for p in params]]
+    if missing:
+        print("init-weights: %s lacks the weights of %d layers (%s...)"
+              % (path, len(missing), ", ".join(missing[:3])), file=sys.stderr, flush=True)
+        return 1
     net = caffe.Net(prototxt, path, caffe.TEST)
     n = sum(p[0].data.size for p in net.params.values())
     print("init-weights: %s loads (%d weights)" % (path, n), flush=True)

@@ -246,3 +246,51 @@ def test_shape_rules_match_caffe(docker_client, dream_image):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["ok"], result["problems"]
     assert result["min_sizes"]["inception_4c/output"] == 15
+
+
+@pytest.fixture
+def file_context(tmp_path):
+    """A copy of the build context (Dockerfile, engine, provision, weights) to add
+    weights/user.caffemodel to without touching the checkout."""
+    import shutil
+    ctx = tmp_path / "context"
+    ctx.mkdir()
+    for name in ("Dockerfile", ".dockerignore"):
+        shutil.copy(os.path.join(REPO, name), str(ctx / name))
+    for name in ("engine", "provision", "weights"):
+        shutil.copytree(os.path.join(REPO, name), str(ctx / name),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.caffemodel"))
+    return ctx
+
+
+def test_weights_from_a_file(docker_client, dream_image, weights_server, file_context):
+    server, sha1 = weights_server
+    data = copy_from_image(docker_client, dream_image, WEIGHTS_PATH)
+    (file_context / "weights" / "user.caffemodel").write_bytes(data)
+    api = api_client(docker_client)
+    tag = "ddctl/deepdream:test-file"
+    try:
+        # wrong SHA1: refused with what to do
+        image_id, log, error = build_image(api, tag, {"WEIGHTS": "file", "WEIGHTS_SHA1": "1" * 40},
+                                           path=str(file_context))
+        assert error is not None
+        assert "weights/user.caffemodel has SHA1 %s, expected %s" % (sha1, "1" * 40) in log
+        # right SHA1: builds, labels name the file
+        image_id, log, error = build_image(api, tag, {
+            "WEIGHTS": "file", "WEIGHTS_SHA1": sha1, "WEIGHTS_SOURCE": "mine.caffemodel"},
+            path=str(file_context))
+        assert error is None, log[-3000:]
+        labels = docker_client.images.get(tag).labels
+        assert labels["io.ddctl.weights"] == "custom"
+        assert labels["io.ddctl.weights.sha1"] == sha1
+        assert labels["io.ddctl.weights.source"] == "mine.caffemodel"
+        # not a caffemodel at all (with its right SHA1): refused, not a broken image
+        junk = b"<html>not weights</html>\n"
+        (file_context / "weights" / "user.caffemodel").write_bytes(junk)
+        image_id, log, error = build_image(api, tag, {
+            "WEIGHTS": "file", "WEIGHTS_SHA1": hashlib.sha1(junk).hexdigest()},
+            path=str(file_context))
+        assert error is not None
+        assert "is not bvlc_googlenet weights that Caffe can load" in log
+    finally:
+        remove_image(docker_client, tag)
