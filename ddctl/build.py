@@ -23,7 +23,6 @@ DEFAULT_TAG = "ddctl/deepdream:latest"
 TAIL_LINES = 12            # how many of the current step's last lines are kept
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _FETCH_RE = re.compile(r"fetch-weights: (\d+) of (\d+|\?) bytes")
-WEIGHTS_FAILURE = "ddctl: cannot get the weights:"   # provision/fetch-weights.py's one line
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _NOISE = (" ---> ", "Removing intermediate container ", "Successfully built ", "Successfully tagged ")
 _SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
@@ -125,8 +124,9 @@ class StreamParser:
             self.image_id = self.image_id or line.split()[-1]
         if not line.startswith(_NOISE):
             self.tail.append(line)
-        if WEIGHTS_FAILURE in line:
-            self.weights_failure = line[line.index(WEIGHTS_FAILURE) + len("ddctl: "):].strip()
+        if line.startswith("ddctl: "):
+            # The image's own one-sentence reason (fetch-weights.py, init-weights.py, Dockerfile).
+            self.weights_failure = line[len("ddctl: "):].strip()
         events = [self._ev("log", text=line)]
         m = _FETCH_RE.search(line)
         if m:
@@ -138,11 +138,15 @@ class StreamParser:
         """The DdctlError for a failed build: the step, then its last lines."""
         where = (f"step {self.step}/{self.steps_total} ({_short(self.step_text, 60)})"
                  if self.step else "before the first step")
+        error = self.error or ""
+        m = re.match(r"^The command '.*' returned a non-zero code: (\d+)$", error, re.S)
+        if m:
+            error = f"its command exited with code {m.group(1)}"
         if self.weights_failure:
             head = f"The image build failed at {where}: {self.weights_failure}"
         else:
-            head = f"The image build failed at {where}: {self.error}"
-        lines = [l for l in self.tail if WEIGHTS_FAILURE not in l]
+            head = f"The image build failed at {where}: {_short(error, 300)}"
+        lines = [l for l in self.tail if not l.startswith("ddctl: ")]
         if lines:
             head += "\nLast lines of that step:\n" + "\n".join("  " + _short(l, 200) for l in lines)
         return BuildFailed(head)

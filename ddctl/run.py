@@ -10,7 +10,6 @@ import io
 import json
 import os
 import posixpath
-import shutil
 import signal
 import tarfile
 import tempfile

@@ -1,7 +1,7 @@
 """`ddctl build`: parsing and rendering only (the work is ddctl/build.py)."""
 import time
 
-from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from ddctl.build import DEFAULT_TAG, build_image, human_size, weights_buildargs
 from ddctl.client import make_client, resolve_endpoint

@@ -66,7 +66,7 @@ def test_a_failure_names_the_step_and_its_last_lines_only():
     ])
     msg = p.failure().message
     first = msg.splitlines()[0]
-    assert "step 2/2 (RUN python3 build.py)" in first and "non-zero code: 1" in first
+    assert "step 2/2 (RUN python3 build.py)" in first and "its command exited with code 1" in first
     assert "  line d" in msg and "line b" in msg and "line a" not in msg   # the last 3 lines
     assert "\x1b" not in msg and "Running in" not in msg and "intermediate" not in msg
     assert "old line of step 1" not in msg
@@ -254,3 +254,17 @@ def test_an_absent_base_image_is_pulled_and_a_failed_pull_says_what_to_do(tmp_pa
 
 def test_human_size():
     assert b.human_size(954_123_456) == "954.1 MB" and b.human_size(12) == "12 B"
+
+
+def test_the_image_s_own_ddctl_line_is_the_reason():
+    p = b.StreamParser()
+    feed_all(p, [
+        {"stream": "Step 26/36 : RUN set -e; if [ \"$WEIGHTS\" = file ]; then check; fi\n"},
+        {"stream": "init-weights: x is not a Caffe model file (Error parsing message)\n"},
+        {"stream": "ddctl: x is not bvlc_googlenet weights that Caffe can load; use --weights untrained\n"},
+        {"errorDetail": {"message": "The command '/bin/sh -c set -e; if ...; fi' returned a non-zero code: 1"}},
+    ])
+    msg = p.failure().message
+    first = msg.splitlines()[0]
+    assert first.endswith("x is not bvlc_googlenet weights that Caffe can load; use --weights untrained")
+    assert "/bin/sh -c" not in msg and "init-weights: x is not a Caffe model file" in msg
