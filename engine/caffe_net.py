@@ -102,7 +102,7 @@ def _out_len(n, k, s, p, ceil_mode, dilation=1):
     return out
 
 
-def _kernel(param, name=None):
+def _kernel(param):
     """(kh, kw), (sh, sw), (ph, pw) of a Convolution or Pooling param."""
     def pick(single, h, w, default):
         if param.HasField(h):
@@ -135,7 +135,7 @@ def infer_shapes(netp, h, w):
         c, ih, iw = ins[0]
         if t == "Convolution":
             cp = layer.convolution_param
-            (kh, kw), (sh, sw), (ph, pw) = _kernel(cp, t)
+            (kh, kw), (sh, sw), (ph, pw) = _kernel(cp)
             d = list(cp.dilation) or [1]
             out = (cp.num_output, _out_len(ih, kh, sh, ph, False, d[0]),
                    _out_len(iw, kw, sw, pw, False, d[-1]))
@@ -144,7 +144,7 @@ def infer_shapes(netp, h, w):
             if pp.global_pooling:
                 out = (c, 1, 1)
             else:
-                (kh, kw), (sh, sw), (ph, pw) = _kernel(pp, t)
+                (kh, kw), (sh, sw), (ph, pw) = _kernel(pp)
                 out = (c, _out_len(ih, kh, sh, ph, True), _out_len(iw, kw, sw, pw, True))
         elif t == "Concat":
             if len({s[1:] for s in ins}) != 1:
