@@ -18,11 +18,12 @@ FROM debian:bullseye-slim AS base
 ARG DEBIAN_FRONTEND=noninteractive
 # python3-caffe is Debian's CPU_ONLY build. Without an optimised BLAS it runs on the
 # reference BLAS (18x slower, measured): install OpenBLAS and select it explicitly.
+# python3-numba compiles the engine's max pooling for every core (engine/caffe_net.py).
 # caffe-doc is installed only to take models/bvlc_googlenet/deploy.prototxt, then purged.
 RUN set -eux; \
     apt-get update; \
     apt-get install -y --no-install-recommends \
-        python3-caffe python3-numpy python3-pil libopenblas0-pthread caffe-doc; \
+        python3-caffe python3-numpy python3-pil libopenblas0-pthread python3-numba caffe-doc; \
     mkdir -p /opt/ddctl/model; \
     src="$(dpkg -L caffe-doc | grep -E '/bvlc_googlenet/deploy\.prototxt(\.gz)?$' | head -n1)"; \
     case "$src" in *.gz) gzip -dc "$src" ;; *) cat "$src" ;; esac > /opt/ddctl/model/deploy.prototxt; \
@@ -37,8 +38,9 @@ RUN set -eux; \
     readlink -f "$blas" | grep -q openblas-pthread; \
     echo "caffe uses $(readlink -f "$blas")"; \
     useradd --uid 1000 --create-home --shell /bin/bash dreamer; \
-    mkdir -p /images; chmod 1777 /images
+    mkdir -p /images /opt/ddctl/numba-cache; chmod 1777 /images /opt/ddctl/numba-cache
 ENV GLOG_minloglevel=2 \
+    NUMBA_CACHE_DIR=/opt/ddctl/numba-cache \
     PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp \
     PYTHONPATH=/opt/ddctl \
@@ -110,7 +112,10 @@ FROM weights-${WEIGHTS}
 ARG DDCTL_VERSION=dev
 LABEL io.ddctl.image=deepdream \
       io.ddctl.version=$DDCTL_VERSION
-USER dreamer
 WORKDIR /images
 COPY engine/ /opt/ddctl/engine/
+# compile the numba kernels now (cached for every user) so dreams start at once
+RUN python3 -c "from engine import caffe_net; print('numba pooling:', caffe_net.warm_up())" \
+    && chmod -R a+rwX /opt/ddctl/numba-cache
+USER dreamer
 ENTRYPOINT ["python3", "-m", "engine"]
