@@ -282,7 +282,7 @@ class L2Objective(caffe.Layer):
 try:
     import numba
     from numba import prange
-except ImportError:  # pragma: no cover - the image has it; the engine works without
+except Exception:  # pragma: no cover - the image has it; the engine works without
     numba = None
 
 if numba is not None:
