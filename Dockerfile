@@ -10,6 +10,7 @@
 #   WEIGHTS_NAME       label io.ddctl.weights for download/file (defaults bvlc_googlenet / custom)
 #   WEIGHTS_SOURCE     label io.ddctl.weights.source for file (default user.caffemodel)
 #   DDCTL_VERSION      label io.ddctl.version
+#   UNTRAINED_SHA1     SHA1 the untrained weights come out with (fixed seed; checked)
 # Layers go from slow and stable (apt) to fast-changing (the engine, copied last).
 ARG WEIGHTS=download
 
@@ -18,7 +19,7 @@ FROM debian:bullseye-slim AS base
 ARG DEBIAN_FRONTEND=noninteractive
 # python3-caffe is Debian's CPU_ONLY build. Without an optimised BLAS it runs on the
 # reference BLAS (18x slower, measured): install OpenBLAS and select it explicitly.
-# python3-numba compiles the engine's max pooling for every core (engine/caffe_net.py).
+# python3-numba compiles the engine's max pooling and LRN for every core (engine/caffe_net.py).
 # caffe-doc is installed only to take models/bvlc_googlenet/deploy.prototxt, then purged.
 RUN set -eux; \
     apt-get update; \
