@@ -13,6 +13,9 @@ from ddctl.client import make_client
 from ddctl.errors import DdctlError
 
 from dockertest import BASE_IMAGE, TEST_LABEL, TEST_LABEL_FILTER  # noqa: F401
+# The dream image, built once per session with untrained weights (image_fixtures.py).
+# Imported here only: a fixture imported into several test modules is built once per module.
+from image_fixtures import dream_image  # noqa: F401,E402
 
 
 def _connect():

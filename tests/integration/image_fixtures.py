@@ -1,6 +1,7 @@
 """Session fixtures that build the dream image through the real daemon (no fakes).
 
-Import them into conftest.py:  from image_fixtures import dream_image  # noqa: F401
+conftest.py imports `dream_image`; test modules must not import it again (that would
+build once per module).
 
 `dream_image` builds the repository's Dockerfile with WEIGHTS=untrained (no download: the
 weights' host is unreachable on test machines) once per session and yields its tag. The

@@ -15,7 +15,6 @@ import uuid
 import pytest
 from PIL import Image
 
-from image_fixtures import dream_image  # noqa: F401  (the session's image build, shared)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = ["2", "2", "--max-size", "160"]       # ITERATIONS OCTAVES + a small working size

@@ -17,7 +17,6 @@ from PIL import Image
 
 from dockertest import TEST_LABEL
 from image_fixtures import REPO, api_client, build_image, copy_from_image
-from image_fixtures import dream_image  # noqa: F401  (also imported by conftest.py)
 
 WEIGHTS_PATH = "/opt/ddctl/model/bvlc_googlenet.caffemodel"
 ALTERNATIVES = "use --weights untrained, --weights PATH, or --weights-url URL --weights-sha1 HEX"
