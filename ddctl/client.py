@@ -92,14 +92,24 @@ def make_client(endpoint=None, timeout=60):
                                        version=None, timeout=timeout)
         # With a ca.pem, requests would still let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace
         # it on every request ("unable to get local issuer certificate"): the daemon's CA is
-        # what the user asked for, so the environment's bundles are not consulted.
-        client = docker.DockerClient(base_url=ep.host, tls=ep.tls, timeout=timeout,
-                                     version=docker.constants.DEFAULT_DOCKER_API_VERSION)
+        # what the user asked for, so the environment's bundles are not consulted. The SDK
+        # negotiates the API version before we could say so: ask the daemon ourselves first.
+        probe = docker.APIClient(base_url=ep.host, tls=ep.tls, timeout=timeout,
+                                 version=docker.constants.DEFAULT_DOCKER_API_VERSION)
+        probe.trust_env = False
+        try:
+            server = probe.version(api_version=False).get("ApiVersion")
+        finally:
+            probe.close()
+        version = min(server or docker.constants.DEFAULT_DOCKER_API_VERSION,
+                      docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_key)
+        client = docker.DockerClient(base_url=ep.host, tls=ep.tls, timeout=timeout, version=version)
         client.api.trust_env = False
-        server = client.api.version(api_version=False).get("ApiVersion") or docker.constants.DEFAULT_DOCKER_API_VERSION
-        client.api._version = min(server, docker.constants.DEFAULT_DOCKER_API_VERSION,
-                                  key=lambda v: tuple(int(x) for x in v.split(".") if x.isdigit()))
         return client
+
+
+def _version_key(version):
+    return tuple(int(x) for x in version.split(".") if x.isdigit())
 
 
 def _ca_file(tls):
