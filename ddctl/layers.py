@@ -8,6 +8,7 @@ import uuid
 
 from ddctl.build import DEFAULT_TAG
 from ddctl.client import translate_errors
+from ddctl.containers import run_to_completion
 from ddctl.errors import DdctlError
 from ddctl.run import RUN_LABEL, _user, ensure_image, extra_labels
 
@@ -34,25 +35,13 @@ def list_layers(client, image=DEFAULT_TAG, ep=None, labels=None):
     run_id = uuid.uuid4().hex[:12]
     uid, gid = _user()
     kwargs = dict(command=["--list-layers"], labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id},
-                  network_disabled=True, network_mode="none", detach=True,
+                  network_disabled=True, network_mode="none",
                   name=f"ddctl-layers-{run_id}")
     if uid is not None:
         kwargs["user"] = f"{uid}:{gid}"
-    container = None
-    try:
-        with translate_errors(ep):
-            container = client.containers.create(img.id, **kwargs)
-            container.start()
-            code = int(container.wait().get("StatusCode", 1))
-            out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-            err = container.logs(stdout=False, stderr=True, tail=5).decode("utf-8", "replace")
-    finally:
-        if container is not None:
-            try:
-                container.remove(force=True)
-            except Exception:
-                pass
+    with translate_errors(ep):
+        code, out, err = run_to_completion(client, img.id, **kwargs)
     if code != 0:
-        tail = " ".join(err.split())[-300:]
+        tail = " ".join(err.split()[-60:])[-300:]
         raise DdctlError(f"The image {image} could not list its layers (exit {code}): {tail}")
     return parse_layers(out)

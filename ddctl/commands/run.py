@@ -9,34 +9,25 @@ from ddctl.commands.build import build_with_view, warn_untrained
 from ddctl.run import DEFAULT_OUTPUT, ENGINE_DEFAULTS, DreamOptions, DreamProgress, dream
 
 
-def _positive_int(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return n
+def _number(kind, minimum, strict):
+    """An argparse type: `kind` (int or float) at least `minimum` (more than it if strict)."""
+    noun = "whole number" if kind is int else "number"
+    bound = f"more than {minimum}" if strict else f"{minimum} or more"
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}")
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
+        return value
+    return parse
 
 
-def _positive_float(text):
-    try:
-        x = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-    if not x > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
-    return x
-
-
-def _non_negative_int(text):
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return n
+_positive_int = _number(int, 1, strict=False)
+_positive_float = _number(float, 0, strict=True)
+_non_negative_int = _number(int, 0, strict=False)
 
 
 def add_parser(sub):

@@ -12,6 +12,7 @@ import sys
 import docker
 
 from ddctl.client import translate_errors
+from ddctl.containers import run_to_completion
 from ddctl.errors import DdctlError, UsageError
 
 BEGIN = "# >>> ddctl wait4eth1 (ddctl doctor profile) >>>"
@@ -83,15 +84,12 @@ def _run(client, path, mode, image=None):
     env = {"MODE": mode, "PROFILE_NAME": name, "SNIPPET": snippet() if mode == "apply" else ""}
     errors = []
     for tag in candidate_images(client, image)[:3]:
-        container = None
         try:
-            container = client.containers.create(
-                tag, entrypoint=["/bin/sh", "-c", SCRIPT], command=[], user="0:0", environment=env,
-                network_mode="none", labels=LABELS,
+            code, out, err = run_to_completion(
+                client, tag, timeout=60, entrypoint=["/bin/sh", "-c", SCRIPT], command=[],
+                user="0:0", environment=env, network_mode="none", labels=LABELS,
                 mounts=[docker.types.Mount(target="/target", source=folder, type="bind")])
-            container.start()
-            code = container.wait(timeout=60).get("StatusCode")
-            out = container.logs(stdout=True, stderr=True).decode(errors="replace").strip()
+            out = (out + err).strip()
             if code == 0 and out.split()[:1] and out.split()[0] in ("present", "absent", "missing", "appended"):
                 state, lines = out.split()[:2]
                 return state, int(lines), tag
@@ -103,12 +101,6 @@ def _run(client, path, mode, image=None):
             errors.append(f"{tag}: {text}")
         except Exception as exc:
             errors.append(f"{tag}: {exc}")
-        finally:
-            if container is not None:
-                try:
-                    container.remove(force=True)
-                except Exception:
-                    pass
     raise DdctlError(f"Could not {'edit' if mode == 'apply' else 'read'} {path} through a container: "
                      + "; ".join(errors))
 
