@@ -33,6 +33,10 @@ IMAGES = "/images"           # the engine's output folder inside the image
 INPUT_DIR = "/input"         # where ddctl puts the input inside the container
 ENGINE_DEFAULTS = {"layer": "inception_4c/output", "iterations": 10, "octaves": 4,
                    "octave_scale": 1.4}
+# A phone's 12-megapixel photo would take 20x the time of the notebook's 1024x576 example
+# and several GB of memory (more than many Docker VMs have): dream at a size that fits,
+# as every modern DeepDream tool does, unless asked otherwise (--max-size 0).
+DEFAULT_MAX_SIZE = 1280
 STOP_TIMEOUT = 3             # seconds between SIGTERM and SIGKILL on Ctrl-C
 
 

@@ -6,7 +6,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from ddctl.build import DEFAULT_TAG
 from ddctl.client import make_client, resolve_endpoint
 from ddctl.commands.build import build_with_view, warn_untrained
-from ddctl.run import DEFAULT_OUTPUT, ENGINE_DEFAULTS, DreamOptions, DreamProgress, dream
+from ddctl.run import DEFAULT_MAX_SIZE, DEFAULT_OUTPUT, ENGINE_DEFAULTS, DreamOptions, DreamProgress, dream
 
 
 def _number(kind, minimum, strict):
@@ -50,8 +50,9 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, metavar="N", help="random seed, for repeatable pictures")
     p.add_argument("--save-steps", action="store_true",
                    help="also save every step, in a folder named after the final picture")
-    p.add_argument("--max-size", type=_positive_int, metavar="PX",
-                   help="scale the input down so its longer side is at most PX")
+    p.add_argument("--max-size", type=_non_negative_int, metavar="PX", default=DEFAULT_MAX_SIZE,
+                   help=f"scale the input down so its longer side is at most PX (default "
+                        f"{DEFAULT_MAX_SIZE}; 0 keeps the full size, which needs far more time and memory)")
     p.add_argument("-o", "--output-dir", default=DEFAULT_OUTPUT, metavar="DIR",
                    help=f"where the pictures go (default ./{DEFAULT_OUTPUT}, created if missing)")
     p.add_argument("--image", default=DEFAULT_TAG, metavar="TAG", help=f"image tag (default {DEFAULT_TAG})")
@@ -138,7 +139,7 @@ def run(args, ui):
     client = make_client(ep)
     opts = DreamOptions(layer=args.layer, iterations=args.iterations, octaves=args.octaves,
                         octave_scale=args.octave_scale, step_size=args.step_size, jitter=args.jitter,
-                        seed=args.seed, save_steps=args.save_steps, max_size=args.max_size)
+                        seed=args.seed, save_steps=args.save_steps, max_size=args.max_size or None)
     view = RunView(ui, opts)
     build = None
     if not args.no_build:

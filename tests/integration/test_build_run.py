@@ -280,3 +280,14 @@ def test_layers_lists_the_dreamable_layers(docker_client, dream_image, tag):  # 
     assert re.search(r"inception_4c/output\s*\S\s*512\s*\S\s*16\b", r.stdout), r.stdout
     assert re.search(r"inception_3b/5x5_reduce\s*\S\s*32\s*\S\s*8\b", r.stdout), r.stdout
     assert containers_of(docker_client, tag) == []
+
+
+@pytest.mark.parametrize("flags, size", [([], (1280, 640)), (["--max-size", "0"], (1600, 800))])
+def test_a_big_photo_is_dreamed_at_a_size_that_fits_unless_asked(dream_image, tmp_path, tag, flags, size):  # noqa: F811
+    src = tmp_path / "big.jpg"
+    src.write_bytes(picture(size=(1600, 800)))
+    # One step on a shallow layer: the point is the working size, not the dream.
+    r = ddctl("run", str(src), "inception_3a/1x1", "1", "1", "--image", dream_image,
+              "-o", str(tmp_path / "out"), *flags, env=env_for(tag))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert assert_png_of_user(last_line(r.stdout)) == size
