@@ -17,7 +17,7 @@ from docker.errors import APIError, ImageNotFound
 from ddctl import __version__
 from ddctl.client import explain, resolve_endpoint, translate_errors
 from ddctl.context import build_context_tar, dockerfile_bases, find_context
-from ddctl.errors import DdctlError, UsageError
+from ddctl.errors import DdctlError, UsageError, one_line
 
 DEFAULT_TAG = "ddctl/deepdream:latest"
 TAIL_LINES = 12            # how many of the current step's last lines are kept
@@ -136,7 +136,7 @@ class StreamParser:
 
     def failure(self):
         """The DdctlError for a failed build: the step, then its last lines."""
-        where = (f"step {self.step}/{self.steps_total} ({_short(self.step_text, 60)})"
+        where = (f"step {self.step}/{self.steps_total} ({one_line(self.step_text, 60)})"
                  if self.step else "before the first step")
         error = self.error or ""
         m = re.match(r"^The command '.*' returned a non-zero code: (\d+)$", error, re.S)
@@ -145,16 +145,12 @@ class StreamParser:
         if self.weights_failure:
             head = f"The image build failed at {where}: {self.weights_failure}"
         else:
-            head = f"The image build failed at {where}: {_short(error, 300)}"
+            head = f"The image build failed at {where}: {one_line(error, 300)}"
         lines = [l for l in self.tail if not l.startswith("ddctl: ")]
         if lines:
-            head += "\nLast lines of that step:\n" + "\n".join("  " + _short(l, 200) for l in lines)
+            head += "\nLast lines of that step:\n" + "\n".join("  " + one_line(l, 200) for l in lines)
         return BuildFailed(head)
 
-
-def _short(text, limit=120):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def weights_buildargs(weights="download", weights_url=None, weights_sha1=None):
@@ -258,7 +254,7 @@ def build_image(client, tag=DEFAULT_TAG, weights="download", weights_url=None, w
                 on_event(event)
         except APIError as exc:
             # Refused before streaming: a bad Dockerfile, an unknown build arg...
-            raise BuildFailed(f"The daemon refused the build: {_short(exc.explanation or exc, 300)}")
+            raise BuildFailed(f"The daemon refused the build: {one_line(exc.explanation or exc, 300)}")
     if parser.error:
         raise parser.failure()
     if not parser.image_id:

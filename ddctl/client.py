@@ -18,7 +18,7 @@ from docker.context import ContextAPI
 from docker.context.config import get_current_context_name
 from docker.errors import APIError, DockerException, TLSParameterError
 
-from ddctl.errors import DdctlError, DockerUnavailable
+from ddctl.errors import DdctlError, DockerUnavailable, one_line
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DOCTOR_HINT = "Try `ddctl doctor`."
@@ -102,14 +102,15 @@ def make_client(endpoint=None, timeout=60):
         finally:
             probe.close()
         version = min(server or docker.constants.DEFAULT_DOCKER_API_VERSION,
-                      docker.constants.DEFAULT_DOCKER_API_VERSION, key=_version_key)
+                      docker.constants.DEFAULT_DOCKER_API_VERSION, key=api_version_key)
         client = docker.DockerClient(base_url=ep.host, tls=ep.tls, timeout=timeout, version=version)
         client.api.trust_env = False
         return client
 
 
-def _version_key(version):
-    return tuple(int(x) for x in version.split(".") if x.isdigit())
+def api_version_key(version):
+    """'1.41' -> (1, 41), for comparing Docker API versions ('?' -> ())."""
+    return tuple(int(x) for x in str(version).split(".") if x.isdigit())
 
 
 def _ca_file(tls):
@@ -155,9 +156,9 @@ def explain(exc, ep):
     if "certificate" in text and ("verify failed" in text or "mismatch" in text):
         detail = next((str(e.reason) if hasattr(e, "reason") else str(e)
                        for e in chain if isinstance(e, ssl.SSLError)), "certificate verify failed")
-        return (f"The TLS certificates do not fit {where} ({_short(detail)}). {DOCTOR_HINT}")
+        return (f"The TLS certificates do not fit {where} ({one_line(detail)}). {DOCTOR_HINT}")
     if isinstance(exc, TLSParameterError) or any(isinstance(e, TLSParameterError) for e in chain):
-        return f"The TLS files for {where} are unusable: {_short(text)}. {DOCTOR_HINT}"
+        return f"The TLS files for {where} are unusable: {one_line(text)}. {DOCTOR_HINT}"
     if any(isinstance(e, (requests.exceptions.Timeout,)) for e in chain) or "timed out" in text:
         return f"Docker did not answer at {where} in time. Is the daemon overloaded or unreachable? {DOCTOR_HINT}"
     if "Invalid bind address format" in text or "Invalid port" in text:
@@ -166,16 +167,12 @@ def explain(exc, ep):
     if "paramiko" in text:
         return f"{where} is an ssh:// endpoint, which needs `pip install paramiko`."
     if any(isinstance(e, requests.exceptions.ConnectionError) for e in chain):
-        return f"Docker is not answering at {where}: {_short(text)}. {DOCTOR_HINT}"
+        return f"Docker is not answering at {where}: {one_line(text)}. {DOCTOR_HINT}"
     for e in chain:
         if isinstance(e, APIError):
-            return f"Docker at {where} refused: {_short(e.explanation or str(e))}"
-    return f"Docker at {where} failed: {_short(text)}. {DOCTOR_HINT}"
+            return f"Docker at {where} refused: {one_line(e.explanation or str(e))}"
+    return f"Docker at {where} failed: {one_line(text)}. {DOCTOR_HINT}"
 
-
-def _short(text, limit=300):
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @contextlib.contextmanager

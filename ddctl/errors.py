@@ -6,6 +6,12 @@ that says what happened and what to do next; the CLI prints it on stderr and exi
 """
 
 
+def one_line(text, limit=300):
+    """text on one line (white space folded), cut to `limit` characters with an ellipsis."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 class DdctlError(Exception):
     exit_code = 1
 

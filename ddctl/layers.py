@@ -10,7 +10,7 @@ from ddctl.build import DEFAULT_TAG
 from ddctl.client import translate_errors
 from ddctl.containers import run_to_completion
 from ddctl.errors import DdctlError
-from ddctl.run import RUN_LABEL, _user, ensure_image, extra_labels
+from ddctl.run import RUN_LABEL, as_invoking_user, ensure_image, extra_labels
 
 
 def parse_layers(stdout):
@@ -33,12 +33,10 @@ def parse_layers(stdout):
 def list_layers(client, image=DEFAULT_TAG, ep=None, labels=None):
     img = ensure_image(client, image, None, None, ep)
     run_id = uuid.uuid4().hex[:12]
-    uid, gid = _user()
-    kwargs = dict(command=["--list-layers"], labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id},
-                  network_disabled=True, network_mode="none",
-                  name=f"ddctl-layers-{run_id}")
-    if uid is not None:
-        kwargs["user"] = f"{uid}:{gid}"
+    kwargs = as_invoking_user(dict(
+        command=["--list-layers"], name=f"ddctl-layers-{run_id}",
+        labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id},
+        network_disabled=True, network_mode="none"))
     with translate_errors(ep):
         code, out, err = run_to_completion(client, img.id, **kwargs)
     if code != 0:

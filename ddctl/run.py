@@ -284,10 +284,19 @@ def host_path(container_path, output_dir, copied=None):
     return os.path.join(output_dir, *rel.split("/"))
 
 
-def _user():
+def invoking_user():
+    """(uid, gid) of whoever runs ddctl, or (None, None) where there are none (Windows)."""
     if hasattr(os, "getuid"):
         return os.getuid(), os.getgid()
     return None, None
+
+
+def as_invoking_user(create_kwargs):
+    """create_kwargs with `user` set so that the container's files belong to the caller."""
+    uid, gid = invoking_user()
+    if uid is not None:
+        create_kwargs["user"] = f"{uid}:{gid}"
+    return create_kwargs
 
 
 # --- the run itself ----------------------------------------------------------------------
@@ -342,7 +351,7 @@ class _BindUnavailable(DdctlError):
 
 def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, labels):
     run_id = uuid.uuid4().hex[:12]
-    uid, gid = _user()
+    uid, gid = invoking_user()
     source_in = f"{INPUT_DIR}/{picture.filename}"
     kwargs = dict(
         command=engine_command(source_in, picture.stem, opts),
@@ -351,8 +360,7 @@ def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, label
         network_disabled=True, network_mode="none",
         detach=True, tty=False, stdin_open=False,
     )
-    if uid is not None:
-        kwargs["user"] = f"{uid}:{gid}"
+    as_invoking_user(kwargs)
     if mode == "mount":
         kwargs["mounts"] = [Mount(IMAGES, outdir, type="bind"),
                             Mount(source_in, picture.path, type="bind", read_only=True)]

@@ -20,15 +20,16 @@ import docker
 from docker.constants import DEFAULT_DOCKER_API_VERSION, IS_WINDOWS_PLATFORM, MINIMUM_DOCKER_API_VERSION
 from docker.utils import parse_host
 
-from ddctl.client import DEFAULT_HOST, DOCTOR_HINT, Endpoint, make_client, resolve_endpoint
+from ddctl.build import BVLC_GOOGLENET_SHA1, DEFAULT_TAG
+from ddctl.client import (DOCTOR_HINT, Endpoint, api_version_key, explain, make_client,
+                          resolve_endpoint)
 from ddctl.doctor import certs
 from ddctl.doctor.result import OK, fail, ok, skipped, warn
 from ddctl.doctor.runner import Check
-from ddctl.errors import DdctlError
+from ddctl.errors import DdctlError, one_line
 
-IMAGE = "ddctl/deepdream:latest"
+IMAGE = DEFAULT_TAG
 IMAGE_BYTES = 1.5e9          # what the dream image needs on the daemon's disk
-GOOGLENET_SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
 PROFILE = "/var/lib/boot2docker/profile"
 ENV_HINT = 'eval "$(ddctl doctor env)"'
 CA_BUNDLE_VARS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
@@ -444,19 +445,14 @@ def check_connection(ctx):
         if ssl_reason and "alert" in ssl_reason.group(2):
             detail = (f"the daemon at {ctx.endpoint.host} refused this client's certificate "
                       f"(TLS alert: {ssl_reason.group(2).split('alert ')[-1]})")
-        elif len(detail) > 200:
-            detail = detail[:199] + "…"
+        else:
+            detail = one_line(detail, 200)
         return fail("connection", detail, hint=found_hint(ctx.found, ctx.endpoint), data={"error": raw[:500]})
     except Exception as exc:
-        from ddctl.client import explain
         return fail("connection", _quiet(explain(exc, ctx.endpoint)))
     ctx.engine = engine_identity(ctx.version, ctx.info)
     return ok("connection", f"the Docker API answers at {ctx.endpoint.host}",
               data={"api_version": ctx.client.api.api_version})
-
-
-def _v(s):
-    return tuple(int(x) for x in str(s).split(".")[:2] if x.isdigit())
 
 
 def check_daemon(ctx):
@@ -467,10 +463,10 @@ def check_daemon(ctx):
             "sdk": docker.__version__, "engine": ctx.engine, "os": info.get("OperatingSystem"),
             "root_dir": info.get("DockerRootDir"), "name": info.get("Name")}
     detail = f"{ctx.engine}, Engine {v.get('Version')}, API {api}"
-    if _v(api) and _v(api) < _v(MINIMUM_DOCKER_API_VERSION):
+    if api_version_key(api) and api_version_key(api) < api_version_key(MINIMUM_DOCKER_API_VERSION):
         return fail("daemon", f"{detail}: older than the oldest API the SDK speaks ({MINIMUM_DOCKER_API_VERSION})",
                     hint="upgrade Docker Engine", data=data)
-    if _v(min_api) and _v(min_api) > _v(DEFAULT_DOCKER_API_VERSION):
+    if api_version_key(min_api) and api_version_key(min_api) > api_version_key(DEFAULT_DOCKER_API_VERSION):
         return fail("daemon", f"{detail}: it refuses API {DEFAULT_DOCKER_API_VERSION} (client version "
                               f"{DEFAULT_DOCKER_API_VERSION} is too old. Minimum supported API version is {min_api})",
                     hint="`pip install -U docker`", data=data)
@@ -523,7 +519,7 @@ def check_image(ctx):
     if weights == "untrained":
         return warn("image", f"{IMAGE} holds untrained weights: dreams will be noise, not dogs",
                     hint="rebuild it with the real bvlc_googlenet weights (`ddctl build`, WEIGHTS=download)", data=data)
-    if weights == "bvlc_googlenet" and sha1 and sha1 != GOOGLENET_SHA1:
+    if weights == "bvlc_googlenet" and sha1 and sha1 != BVLC_GOOGLENET_SHA1:
         return warn("image", f"{IMAGE} says bvlc_googlenet but its SHA1 is {sha1[:12]}…", data=data)
     return ok("image", f"{IMAGE} ({img.short_id}) holds {weights} weights"
                        + (f", SHA1 {sha1[:12]}…" if sha1 else ""), data=data)
