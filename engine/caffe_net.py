@@ -211,10 +211,8 @@ def dream_netparameter(netp, end):
         if src.type == "Input":
             # same top blob, a Python layer with one dummy param that "needs" a gradient
             layer.name = "ddctl_input"
-            layer.type = "Python"
             layer.top.extend(src.top)
-            layer.python_param.module = _MODULE
-            layer.python_param.layer = "InputLayer"
+            _make_python(layer, "InputLayer")
             continue
         layer.CopyFrom(src)
         if src.type in ("Convolution", "InnerProduct"):
@@ -223,25 +221,27 @@ def dream_netparameter(netp, end):
             del layer.param[:]
             for _ in range(2 if bias else 1):
                 layer.param.add(lr_mult=0, decay_mult=0)
-        elif src.type == "Pooling" and _fast_pool(src) is not None:
-            layer.python_param.param_str = _fast_pool(src)
-            layer.ClearField("pooling_param")
-            layer.type = "Python"
-            layer.python_param.module = _MODULE
-            layer.python_param.layer = "MaxPoolLayer"
-        elif src.type == "LRN" and _fast_lrn(src) is not None:
-            layer.python_param.param_str = _fast_lrn(src)
-            layer.ClearField("lrn_param")
-            layer.type = "Python"
-            layer.python_param.module = _MODULE
-            layer.python_param.layer = "LRNLayer"
-    loss = out.layer.add(name="ddctl_objective", type="Python")
+        elif src.type in _FAST_LAYERS:
+            describe, params_field, python_layer = _FAST_LAYERS[src.type]
+            param_str = describe(src)
+            if param_str is not None:
+                layer.ClearField(params_field)
+                _make_python(layer, python_layer, param_str)
+    loss = out.layer.add(name="ddctl_objective")
     loss.bottom.append(end)
     loss.top.append("ddctl_objective")
     loss.loss_weight.append(1.0)
-    loss.python_param.module = _MODULE
-    loss.python_param.layer = "L2Objective"
+    _make_python(loss, "L2Objective")
     return out
+
+
+def _make_python(layer, python_layer, param_str=None):
+    """Turn a LayerParameter into one of this module's Python layers."""
+    layer.type = "Python"
+    layer.python_param.module = _MODULE
+    layer.python_param.layer = python_layer
+    if param_str is not None:
+        layer.python_param.param_str = param_str
 
 
 # -----------------------------------------------------------------------------
@@ -487,6 +487,14 @@ def _fast_pool(layer):
         return None
     (kh, kw), (sh, sw), (ph, pw) = _kernel(pp)
     return "%d %d %d %d %d %d" % (kh, kw, sh, sw, ph, pw)
+
+
+# Caffe layer types the cut net runs as this module's numba layers, when describe() allows:
+# type -> (describe(layer) -> param_str or None, the Caffe params field to clear, Python layer)
+_FAST_LAYERS = {
+    "Pooling": (_fast_pool, "pooling_param", "MaxPoolLayer"),
+    "LRN": (_fast_lrn, "lrn_param", "LRNLayer"),
+}
 
 
 # -----------------------------------------------------------------------------
