@@ -5,6 +5,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from ddctl.build import DEFAULT_TAG, build_image, human_size, weights_buildargs
 from ddctl.client import make_client, resolve_endpoint
+from ddctl.errors import one_line
 
 UNTRAINED_WARNING = ("warning: {tag} holds untrained weights: dreams will show noise-like patterns, "
                      "not the 2015 pictures (build with `ddctl build` or `--weights PATH` for real ones).")
@@ -51,18 +52,18 @@ class BuildView:
 
     def __call__(self, ev):
         if ev.kind == "step":
-            line = f"step {ev.step}/{ev.steps_total}: {_clip(ev.text, 100)}"
+            line = f"step {ev.step}/{ev.steps_total}: {one_line(ev.text, 100)}"
             if self.live:
                 if self.task is None:
                     self.task = self.progress.add_task(ev.text, total=ev.steps_total, step="")
                 self.progress.update(self.task, completed=ev.step - 1, total=ev.steps_total,
-                                     step=f"{ev.step}/{ev.steps_total}", description=_clip(ev.text, 60))
+                                     step=f"{ev.step}/{ev.steps_total}", description=one_line(ev.text, 60))
                 self.progress.console.print(f"[dim]{line}[/]", markup=True, highlight=False,
                                             soft_wrap=True)
             else:
                 self.ui.err.print(line, markup=False, highlight=False, soft_wrap=True)
         elif ev.kind == "log" and self.live and self.task is not None:
-            self.progress.update(self.task, description=_clip(ev.text, 60))
+            self.progress.update(self.task, description=one_line(ev.text, 60))
         elif ev.kind == "download":
             if self.live:
                 if self.dl_task is None:
@@ -79,11 +80,6 @@ class BuildView:
             self.ui.err.print(ev.text, markup=False, highlight=False, soft_wrap=True)
         elif ev.kind == "done" and self.live and self.task is not None:
             self.progress.update(self.task, completed=ev.steps_total)
-
-
-def _clip(text, n):
-    text = " ".join(text.split())
-    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 def _bytes(current, total):
