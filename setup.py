@@ -1,5 +1,6 @@
 """Packaging for ddctl, the host tool. The engine (engine/) runs inside the image only;
 its files and the Dockerfile travel with the package as the build context of that image."""
+
 import glob
 import os
 import re
@@ -26,17 +27,17 @@ setup(
         ("share/ddctl/weights", glob.glob("weights/*")),
     ],
     install_requires=[
-        "docker>=7.1",      # the Docker SDK: every talk with the Engine goes through it
-        "rich>=13",         # progress bars, tables and one-screen doctor reports
-        "requests>=2.28",   # fetching the input picture on the host (timeouts, redirects)
-        "pillow>=9",        # verifying that a download is a picture before any container starts
-        "cryptography>=41", # reading TLS certificates in `ddctl doctor` (SANs, expiry, key match)
+        "docker>=7.1",  # the Docker SDK: every talk with the Engine goes through it
+        "rich>=13",  # progress bars, tables and one-screen doctor reports
+        "requests>=2.28",  # fetching the input picture on the host (timeouts, redirects)
+        "pillow>=9",  # verifying that a download is a picture before any container starts
+        "cryptography>=41",  # reading TLS certificates in `ddctl doctor` (SANs, expiry, key match)
     ],
     extras_require={
         "test": [
             "pytest>=7",
-            "numpy",   # the engine's numpy code is unit-tested on the host
-            "scipy",   # the notebook transcription in tests uses scipy.ndimage.zoom for real
+            "numpy",  # the engine's numpy code is unit-tested on the host
+            "scipy",  # the notebook transcription in tests uses scipy.ndimage.zoom for real
         ],
     },
     entry_points={"console_scripts": ["ddctl = ddctl.cli:main"]},

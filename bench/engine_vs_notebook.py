@@ -14,6 +14,7 @@ largest pixel difference of the two pictures, and the engine's useful GFLOP/s: t
 multiply-adds (x2) of the Convolution/InnerProduct layers `end` depends on, forward plus
 input-gradient backward, summed over every step at each octave's size.
 """
+
 import argparse
 import json
 import os
@@ -28,6 +29,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tests", "unit"))  # notebook_refere
 
 import caffe  # noqa: E402
 import notebook_reference as nb  # noqa: E402
+
 from engine import caffe_net, dream  # noqa: E402
 
 
@@ -35,9 +37,14 @@ def picture(w, h):
     """A deterministic (H,W,3) uint8 RGB picture with smooth areas, edges and texture."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     rng = np.random.RandomState(1)
-    img = np.stack([128 + 90 * np.sin(xx / 37.0) * np.cos(yy / 23.0),
-                    128 + 90 * np.cos((xx + yy) / 51.0),
-                    np.where((xx // 64 + yy // 64) % 2 == 0, 200.0, 60.0)], axis=-1)
+    img = np.stack(
+        [
+            128 + 90 * np.sin(xx / 37.0) * np.cos(yy / 23.0),
+            128 + 90 * np.cos((xx + yy) / 51.0),
+            np.where((xx // 64 + yy // 64) % 2 == 0, 200.0, 60.0),
+        ],
+        axis=-1,
+    )
     img += rng.normal(0, 10, img.shape)
     return np.uint8(np.clip(img, 0, 255))
 
@@ -67,10 +74,11 @@ def notebook_classifier(prototxt, weights):
     with open(prototxt) as f:
         text = f.read()
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as tmp:
-        tmp.write(text + "\nforce_backward: true\n")     # the notebook's tmp.prototxt
+        tmp.write(text + "\nforce_backward: true\n")  # the notebook's tmp.prototxt
     try:
-        return caffe.Classifier(tmp.name, weights, mean=np.float32([104.0, 116.0, 122.0]),
-                                channel_swap=(2, 1, 0))
+        return caffe.Classifier(
+            tmp.name, weights, mean=np.float32([104.0, 116.0, 122.0]), channel_swap=(2, 1, 0)
+        )
     finally:
         os.unlink(tmp.name)
 
@@ -111,26 +119,43 @@ def main():
         t_eng = min(t_eng, time.perf_counter() - t0)
 
     diff = int(np.abs(dream.to_uint8(out).astype(int) - nb.to_uint8(ref).astype(int)).max())
-    flops = sum(useful_flops(net.netp, a.layer, h, w) * a.iterations
-                for h, w in dream.octave_shapes(a.height, a.width, a.octaves, a.octave_scale))
-    res = {"width": a.width, "height": a.height, "layer": a.layer, "iterations": a.iterations,
-           "octaves": a.octaves, "octave_scale": a.octave_scale, "repeat": a.repeat,
-           "notebook_s": round(t_ref, 2), "engine_s": round(t_eng, 2),
-           "ratio": round(t_ref / t_eng, 2), "engine_gflops": round(flops / t_eng / 1e9, 1),
-           "useful_gflop": round(flops / 1e9, 1), "max_pixel_diff": diff,
-           "notebook_load_s": round(t_ref_load, 2), "engine_load_s": round(t_eng_load, 2),
-           "weights": os.environ.get("DDCTL_WEIGHTS_LABEL", ""), "cores": os.cpu_count()}
+    flops = sum(
+        useful_flops(net.netp, a.layer, h, w) * a.iterations
+        for h, w in dream.octave_shapes(a.height, a.width, a.octaves, a.octave_scale)
+    )
+    res = {
+        "width": a.width,
+        "height": a.height,
+        "layer": a.layer,
+        "iterations": a.iterations,
+        "octaves": a.octaves,
+        "octave_scale": a.octave_scale,
+        "repeat": a.repeat,
+        "notebook_s": round(t_ref, 2),
+        "engine_s": round(t_eng, 2),
+        "ratio": round(t_ref / t_eng, 2),
+        "engine_gflops": round(flops / t_eng / 1e9, 1),
+        "useful_gflop": round(flops / 1e9, 1),
+        "max_pixel_diff": diff,
+        "notebook_load_s": round(t_ref_load, 2),
+        "engine_load_s": round(t_eng_load, 2),
+        "weights": os.environ.get("DDCTL_WEIGHTS_LABEL", ""),
+        "cores": os.cpu_count(),
+    }
     if a.json:
         print(json.dumps(res))
     else:
-        print("picture %dx%d, %s, %d iterations x %d octaves (scale %g), %d cores, best of %d"
-              % (a.width, a.height, a.layer, a.iterations, a.octaves, a.octave_scale,
-                 os.cpu_count(), a.repeat))
+        print(
+            "picture %dx%d, %s, %d iterations x %d octaves (scale %g), %d cores, best of %d"
+            % (a.width, a.height, a.layer, a.iterations, a.octaves, a.octave_scale, os.cpu_count(), a.repeat)
+        )
         print("notebook transcription: %7.2f s   (net load %.2f s)" % (t_ref, t_ref_load))
         print("engine:                 %7.2f s   (net load %.2f s)" % (t_eng, t_eng_load))
         print("ratio notebook/engine:  %7.2f x" % (t_ref / t_eng))
-        print("engine useful GFLOP/s:  %7.1f     (%.1f GFLOP: conv forward + input backward)"
-              % (flops / t_eng / 1e9, flops / 1e9))
+        print(
+            "engine useful GFLOP/s:  %7.1f     (%.1f GFLOP: conv forward + input backward)"
+            % (flops / t_eng / 1e9, flops / 1e9)
+        )
         print("largest pixel difference engine vs notebook: %d" % diff)
     return 0
 

@@ -1,2 +1,3 @@
 """ddctl: DeepDream pictures with Docker."""
+
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ No rendering here: `build_image()` calls `on_event(BuildEvent)` for every step, 
 line and download progress, and returns a BuildSummary; a failed build raises a
 DdctlError naming the failing step and its last log lines.
 """
+
 import collections
 import hashlib
 import os
@@ -20,7 +21,7 @@ from ddctl.context import build_context_tar, dockerfile_bases, find_context
 from ddctl.errors import DdctlError, UsageError, one_line
 
 DEFAULT_TAG = "ddctl/deepdream:latest"
-TAIL_LINES = 12            # how many of the current step's last lines are kept
+TAIL_LINES = 12  # how many of the current step's last lines are kept
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _FETCH_RE = re.compile(r"fetch-weights: (\d+) of (\d+|\?) bytes")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -31,12 +32,12 @@ BVLC_GOOGLENET_SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
 
 @dataclass
 class BuildEvent:
-    kind: str                     # step | log | download | pull | done
-    step: int = 0                 # current step number (1-based), 0 before the first
+    kind: str  # step | log | download | pull | done
+    step: int = 0  # current step number (1-based), 0 before the first
     steps_total: int = 0
-    text: str = ""                # the step's instruction, or the log line
+    text: str = ""  # the step's instruction, or the log line
     current: Optional[int] = None  # download bytes so far
-    total: Optional[int] = None    # download size when known
+    total: Optional[int] = None  # download size when known
     image_id: Optional[str] = None
 
 
@@ -44,8 +45,8 @@ class BuildEvent:
 class BuildSummary:
     tag: str
     image_id: str
-    size: int                     # bytes
-    weights: str                  # io.ddctl.weights label (bvlc_googlenet | untrained | custom | ?)
+    size: int  # bytes
+    weights: str  # io.ddctl.weights label (bvlc_googlenet | untrained | custom | ?)
     weights_sha1: str
     seconds: float
     labels: dict = field(default_factory=dict)
@@ -84,15 +85,18 @@ class StreamParser:
         if "stream" in chunk:
             text = self._partial + str(chunk["stream"])
             lines = text.split("\n")
-            self._partial = lines.pop()          # keep an unterminated line for the next chunk
+            self._partial = lines.pop()  # keep an unterminated line for the next chunk
             for line in lines:
                 events.extend(self._line(line.rstrip("\r")))
-        if "status" in chunk:                    # a pull inside the build (FROM an absent image)
+        if "status" in chunk:  # a pull inside the build (FROM an absent image)
             detail = chunk.get("progressDetail") or {}
             status = str(chunk.get("status"))
             if detail.get("current") is not None:
-                events.append(self._ev("download", text=status, current=detail.get("current"),
-                                       total=detail.get("total")))
+                events.append(
+                    self._ev(
+                        "download", text=status, current=detail.get("current"), total=detail.get("total")
+                    )
+                )
             else:
                 events.append(self._ev("pull", text=" ".join(filter(None, [chunk.get("id"), status]))))
         aux = chunk.get("aux")
@@ -126,7 +130,7 @@ class StreamParser:
             self.tail.append(line)
         if line.startswith("ddctl: "):
             # The image's own one-sentence reason (fetch-weights.py, init-weights.py, Dockerfile).
-            self.weights_failure = line[len("ddctl: "):].strip()
+            self.weights_failure = line[len("ddctl: ") :].strip()
         events = [self._ev("log", text=line)]
         m = _FETCH_RE.search(line)
         if m:
@@ -136,8 +140,11 @@ class StreamParser:
 
     def failure(self):
         """The DdctlError for a failed build: the step, then its last lines."""
-        where = (f"step {self.step}/{self.steps_total} ({one_line(self.step_text, 60)})"
-                 if self.step else "before the first step")
+        where = (
+            f"step {self.step}/{self.steps_total} ({one_line(self.step_text, 60)})"
+            if self.step
+            else "before the first step"
+        )
         error = self.error or ""
         m = re.match(r"^The command '.*' returned a non-zero code: (\d+)$", error, re.S)
         if m:
@@ -146,11 +153,10 @@ class StreamParser:
             head = f"The image build failed at {where}: {self.weights_failure}"
         else:
             head = f"The image build failed at {where}: {one_line(error, 300)}"
-        lines = [l for l in self.tail if not l.startswith("ddctl: ")]
+        lines = [line for line in self.tail if not line.startswith("ddctl: ")]
         if lines:
-            head += "\nLast lines of that step:\n" + "\n".join("  " + one_line(l, 200) for l in lines)
+            head += "\nLast lines of that step:\n" + "\n".join("  " + one_line(line, 200) for line in lines)
         return BuildFailed(head)
-
 
 
 def weights_buildargs(weights="download", weights_url=None, weights_sha1=None):
@@ -174,14 +180,18 @@ def weights_buildargs(weights="download", weights_url=None, weights_sha1=None):
     # A path to a .caffemodel on the host.
     path = os.path.expanduser(weights)
     if not os.path.isfile(path):
-        raise UsageError(f"--weights {weights}: no such file (use download, untrained or a path "
-                         f"to a .caffemodel file).")
+        raise UsageError(
+            f"--weights {weights}: no such file (use download, untrained or a path to a .caffemodel file)."
+        )
     if weights_url:
         raise UsageError("--weights-url makes no sense with a weights file.")
     sha1 = _sha1(path)
-    return {"WEIGHTS": "file", "WEIGHTS_SHA1": sha1,
-            "WEIGHTS_NAME": "bvlc_googlenet" if sha1 == BVLC_GOOGLENET_SHA1 else "custom",
-            "WEIGHTS_SOURCE": os.path.basename(path)}, path
+    return {
+        "WEIGHTS": "file",
+        "WEIGHTS_SHA1": sha1,
+        "WEIGHTS_NAME": "bvlc_googlenet" if sha1 == BVLC_GOOGLENET_SHA1 else "custom",
+        "WEIGHTS_SOURCE": os.path.basename(path),
+    }, path
 
 
 def _sha1(path):
@@ -213,7 +223,8 @@ def ensure_base_images(client, root, on_event=None, ep=None):
             why = explain(exc, ep or resolve_endpoint())
             raise DdctlError(
                 f"The base image {image} is absent and cannot be pulled ({why}): "
-                f"run provision/bootstrap-base-image.sh (makes it offline) or `docker pull {image}`.")
+                f"run provision/bootstrap-base-image.sh (makes it offline) or `docker pull {image}`."
+            )
 
 
 def extra_labels(env=None):
@@ -227,8 +238,18 @@ def extra_labels(env=None):
     return labels
 
 
-def build_image(client, tag=DEFAULT_TAG, weights="download", weights_url=None, weights_sha1=None,
-                nocache=False, labels=None, on_event=None, root=None, ep=None):
+def build_image(
+    client,
+    tag=DEFAULT_TAG,
+    weights="download",
+    weights_url=None,
+    weights_sha1=None,
+    nocache=False,
+    labels=None,
+    on_event=None,
+    root=None,
+    ep=None,
+):
     """Build the image; on_event(BuildEvent) for progress; returns a BuildSummary."""
     on_event = on_event or (lambda e: None)
     buildargs, weights_path = weights_buildargs(weights, weights_url, weights_sha1)
@@ -244,9 +265,19 @@ def build_image(client, tag=DEFAULT_TAG, weights="download", weights_url=None, w
     with translate_errors(ep):
         try:
             stream = client.api.build(
-                fileobj=context, custom_context=True, encoding="gzip", tag=tag,
-                buildargs=buildargs, network_mode="host", decode=True, rm=True, forcerm=True,
-                nocache=nocache, labels=all_labels, pull=False)
+                fileobj=context,
+                custom_context=True,
+                encoding="gzip",
+                tag=tag,
+                buildargs=buildargs,
+                network_mode="host",
+                decode=True,
+                rm=True,
+                forcerm=True,
+                nocache=nocache,
+                labels=all_labels,
+                pull=False,
+            )
             for chunk in stream:
                 for event in parser.feed(chunk):
                     on_event(event)
@@ -258,10 +289,10 @@ def build_image(client, tag=DEFAULT_TAG, weights="download", weights_url=None, w
     if parser.error:
         raise parser.failure()
     if not parser.image_id:
-        raise BuildFailed("The build ended without an image ID: the daemon's stream was cut. "
-                          "Run `ddctl build` again.")
-    on_event(BuildEvent("done", step=parser.step, steps_total=parser.steps_total,
-                        image_id=parser.image_id))
+        raise BuildFailed(
+            "The build ended without an image ID: the daemon's stream was cut. Run `ddctl build` again."
+        )
+    on_event(BuildEvent("done", step=parser.step, steps_total=parser.steps_total, image_id=parser.image_id))
     with translate_errors(ep):
         image = client.images.get(tag)
     return summarize(image, tag, time.monotonic() - started)
@@ -269,10 +300,15 @@ def build_image(client, tag=DEFAULT_TAG, weights="download", weights_url=None, w
 
 def summarize(image, tag, seconds=0.0):
     labels = (image.attrs.get("Config") or {}).get("Labels") or {}
-    return BuildSummary(tag=tag, image_id=image.id, size=int(image.attrs.get("Size") or 0),
-                        weights=labels.get("io.ddctl.weights", "?"),
-                        weights_sha1=labels.get("io.ddctl.weights.sha1", ""),
-                        seconds=seconds, labels=labels)
+    return BuildSummary(
+        tag=tag,
+        image_id=image.id,
+        size=int(image.attrs.get("Size") or 0),
+        weights=labels.get("io.ddctl.weights", "?"),
+        weights_sha1=labels.get("io.ddctl.weights.sha1", ""),
+        seconds=seconds,
+        labels=labels,
+    )
 
 
 def human_size(n):

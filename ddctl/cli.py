@@ -4,6 +4,7 @@ Each subcommand lives in ddctl/commands/<name>.py with `add_parser(subparsers)` 
 `run(args, ui) -> int`; the work itself is done by ddctl's other modules. Errors are
 DdctlError sentences on stderr; a traceback only with --debug.
 """
+
 import argparse
 import sys
 
@@ -31,7 +32,8 @@ class UI:
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="ddctl",
-        description="DeepDream pictures with Docker: get Docker working, build the dream image, dream.")
+        description="DeepDream pictures with Docker: get Docker working, build the dream image, dream.",
+    )
     parser.add_argument("--version", action="version", version=f"ddctl {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of failures")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -5,6 +5,7 @@ follows (it ignores contexts): DOCKER_HOST, then DOCKER_CONTEXT, then the config
 currentContext, then the platform default. `resolve_endpoint()` says which one won and
 why, so that the doctor and the error messages can name it.
 """
+
 import contextlib
 import errno
 import os
@@ -28,10 +29,10 @@ DOCTOR_HINT = "Try `ddctl doctor`."
 class Endpoint:
     """Where ddctl will talk to Docker, and why there."""
 
-    host: str                    # e.g. unix:///var/run/docker.sock, tcp://127.0.0.1:2376
-    source: str                  # DOCKER_HOST | DOCKER_CONTEXT | config currentContext | default
+    host: str  # e.g. unix:///var/run/docker.sock, tcp://127.0.0.1:2376
+    source: str  # DOCKER_HOST | DOCKER_CONTEXT | config currentContext | default
     context: Optional[str] = None
-    tls: object = None           # docker.tls.TLSConfig, or None for plain
+    tls: object = None  # docker.tls.TLSConfig, or None for plain
     conflicts: list = field(default_factory=list)  # sentences about ignored settings
 
     @property
@@ -44,11 +45,13 @@ def _context_endpoint(name, source, env):
         ctx = ContextAPI.get_context(name)
     except Exception as exc:  # the SDK raises bare Exceptions for broken metadata
         raise DockerUnavailable(
-            f"The docker context {name!r} ({source}) cannot be read: {exc}. {DOCTOR_HINT}")
+            f"The docker context {name!r} ({source}) cannot be read: {exc}. {DOCTOR_HINT}"
+        )
     if ctx is None:
         raise DockerUnavailable(
             f"The docker context {name!r} named by {source} does not exist: "
-            f"run `docker context ls`, or unset it. {DOCTOR_HINT}")
+            f"run `docker context ls`, or unset it. {DOCTOR_HINT}"
+        )
     host = ctx.Host or DEFAULT_HOST
     return Endpoint(host=host, source=source, context=name, tls=ctx.TLSConfig)
 
@@ -59,17 +62,18 @@ def resolve_endpoint(env=None):
     conflicts = []
     if env.get("DOCKER_HOST"):
         if env.get("DOCKER_CONTEXT"):
-            conflicts.append(
-                f"DOCKER_CONTEXT={env['DOCKER_CONTEXT']} is ignored because DOCKER_HOST is set")
+            conflicts.append(f"DOCKER_CONTEXT={env['DOCKER_CONTEXT']} is ignored because DOCKER_HOST is set")
         try:
             kwargs = docker.utils.kwargs_from_env(environment=env)
         except TLSParameterError as exc:
             raise DockerUnavailable(
-                f"The TLS files for DOCKER_HOST={env['DOCKER_HOST']} are unusable ({exc}). {DOCTOR_HINT}")
+                f"The TLS files for DOCKER_HOST={env['DOCKER_HOST']} are unusable ({exc}). {DOCTOR_HINT}"
+            )
         except DockerException as exc:
             raise DockerUnavailable(f"DOCKER_HOST={env['DOCKER_HOST']} is unusable: {exc}. {DOCTOR_HINT}")
-        return Endpoint(host=kwargs["base_url"], source="DOCKER_HOST",
-                        tls=kwargs.get("tls"), conflicts=conflicts)
+        return Endpoint(
+            host=kwargs["base_url"], source="DOCKER_HOST", tls=kwargs.get("tls"), conflicts=conflicts
+        )
     if env.get("DOCKER_CONTEXT"):
         ep = _context_endpoint(env["DOCKER_CONTEXT"], "DOCKER_CONTEXT", env)
     else:
@@ -88,21 +92,24 @@ def make_client(endpoint=None, timeout=60):
     with translate_errors(ep):
         if not _ca_file(ep.tls):
             # version=None: negotiate the API version with the daemon, like the docker CLI.
-            return docker.DockerClient(base_url=ep.host, tls=ep.tls or False,
-                                       version=None, timeout=timeout)
+            return docker.DockerClient(base_url=ep.host, tls=ep.tls or False, version=None, timeout=timeout)
         # With a ca.pem, requests would still let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace
         # it on every request ("unable to get local issuer certificate"): the daemon's CA is
         # what the user asked for, so the environment's bundles are not consulted. The SDK
         # negotiates the API version before we could say so: ask the daemon ourselves first.
-        probe = docker.APIClient(base_url=ep.host, tls=ep.tls, timeout=timeout,
-                                 version=docker.constants.DEFAULT_DOCKER_API_VERSION)
+        probe = docker.APIClient(
+            base_url=ep.host, tls=ep.tls, timeout=timeout, version=docker.constants.DEFAULT_DOCKER_API_VERSION
+        )
         probe.trust_env = False
         try:
             server = probe.version(api_version=False).get("ApiVersion")
         finally:
             probe.close()
-        version = min(server or docker.constants.DEFAULT_DOCKER_API_VERSION,
-                      docker.constants.DEFAULT_DOCKER_API_VERSION, key=api_version_key)
+        version = min(
+            server or docker.constants.DEFAULT_DOCKER_API_VERSION,
+            docker.constants.DEFAULT_DOCKER_API_VERSION,
+            key=api_version_key,
+        )
         client = docker.DockerClient(base_url=ep.host, tls=ep.tls, timeout=timeout, version=version)
         client.api.trust_env = False
         return client
@@ -139,31 +146,45 @@ def explain(exc, ep):
     oserrs = [e for e in chain if isinstance(e, OSError) and e.errno]
     for e in oserrs + [e for a in chain for e in getattr(a, "args", ()) if isinstance(e, OSError)]:
         if e.errno == errno.ENOENT:
-            return (f"Docker is not answering at {where}: the socket does not exist. "
-                    f"Is the daemon running? {DOCTOR_HINT}")
+            return (
+                f"Docker is not answering at {where}: the socket does not exist. "
+                f"Is the daemon running? {DOCTOR_HINT}"
+            )
         if e.errno == errno.ECONNREFUSED:
-            return (f"Docker is not answering at {where}: nothing is listening there "
-                    f"(a stale socket or a stopped daemon). Is the daemon running? {DOCTOR_HINT}")
+            return (
+                f"Docker is not answering at {where}: nothing is listening there "
+                f"(a stale socket or a stopped daemon). Is the daemon running? {DOCTOR_HINT}"
+            )
         if e.errno == errno.EACCES:
-            return (f"Permission denied on {where}: this user may not use the Docker socket "
-                    f"(join the `docker` group and log in again, or use rootless Docker). {DOCTOR_HINT}")
+            return (
+                f"Permission denied on {where}: this user may not use the Docker socket "
+                f"(join the `docker` group and log in again, or use rootless Docker). {DOCTOR_HINT}"
+            )
     if "Client sent an HTTP request to an HTTPS server" in text:
-        return (f"{where} speaks TLS but ddctl spoke plain HTTP: set DOCKER_TLS_VERIFY=1 and "
-                f"DOCKER_CERT_PATH, or run `eval \"$(ddctl doctor env)\"`. {DOCTOR_HINT}")
+        return (
+            f"{where} speaks TLS but ddctl spoke plain HTTP: set DOCKER_TLS_VERIFY=1 and "
+            f"DOCKER_CERT_PATH, or run `eval \"$(ddctl doctor env)\"`. {DOCTOR_HINT}"
+        )
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
-        return (f"{where} speaks plain HTTP but ddctl spoke TLS: unset DOCKER_TLS_VERIFY and "
-                f"DOCKER_CERT_PATH, or use the TLS port (2376). {DOCTOR_HINT}")
+        return (
+            f"{where} speaks plain HTTP but ddctl spoke TLS: unset DOCKER_TLS_VERIFY and "
+            f"DOCKER_CERT_PATH, or use the TLS port (2376). {DOCTOR_HINT}"
+        )
     if "certificate" in text and ("verify failed" in text or "mismatch" in text):
-        detail = next((str(e.reason) if hasattr(e, "reason") else str(e)
-                       for e in chain if isinstance(e, ssl.SSLError)), "certificate verify failed")
-        return (f"The TLS certificates do not fit {where} ({one_line(detail)}). {DOCTOR_HINT}")
+        detail = next(
+            (str(e.reason) if hasattr(e, "reason") else str(e) for e in chain if isinstance(e, ssl.SSLError)),
+            "certificate verify failed",
+        )
+        return f"The TLS certificates do not fit {where} ({one_line(detail)}). {DOCTOR_HINT}"
     if isinstance(exc, TLSParameterError) or any(isinstance(e, TLSParameterError) for e in chain):
         return f"The TLS files for {where} are unusable: {one_line(text)}. {DOCTOR_HINT}"
     if any(isinstance(e, (requests.exceptions.Timeout,)) for e in chain) or "timed out" in text:
         return f"Docker did not answer at {where} in time. Is the daemon overloaded or unreachable? {DOCTOR_HINT}"
     if "Invalid bind address format" in text or "Invalid port" in text:
-        return (f"DOCKER_HOST={os.environ.get('DOCKER_HOST', where)!r} is not a valid address: use "
-                f"unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://USER@HOST. {DOCTOR_HINT}")
+        return (
+            f"DOCKER_HOST={os.environ.get('DOCKER_HOST', where)!r} is not a valid address: use "
+            f"unix:///path/to/docker.sock, tcp://HOST:PORT or ssh://USER@HOST. {DOCTOR_HINT}"
+        )
     if "paramiko" in text:
         return f"{where} is an ssh:// endpoint, which needs `pip install paramiko`."
     if any(isinstance(e, requests.exceptions.ConnectionError) for e in chain):
@@ -172,7 +193,6 @@ def explain(exc, ep):
         if isinstance(e, APIError):
             return f"Docker at {where} refused: {one_line(e.explanation or str(e))}"
     return f"Docker at {where} failed: {one_line(text)}. {DOCTOR_HINT}"
-
 
 
 @contextlib.contextmanager

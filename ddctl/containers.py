@@ -1,4 +1,5 @@
 """Short-lived helper containers: create, start, wait, read the logs, always remove."""
+
 import contextlib
 
 

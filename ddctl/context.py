@@ -6,6 +6,7 @@ setup.py's data_files install it. It is sent as an in-memory tar (the daemon may
 remote), with the user's weights file added as weights/user.caffemodel for
 `ddctl build --weights PATH`.
 """
+
 import io
 import os
 import sys
@@ -18,15 +19,18 @@ CONTEXT_FILES = ("Dockerfile", ".dockerignore")
 CONTEXT_DIRS = ("engine", "provision", "weights")
 USER_WEIGHTS = "weights/user.caffemodel"
 _SKIP_DIRS = {"__pycache__", ".pytest_cache"}
-_SKIP_SUFFIXES = (".pyc", ".pyo", ".caffemodel")   # weights only enter via --weights PATH
+_SKIP_SUFFIXES = (".pyc", ".pyo", ".caffemodel")  # weights only enter via --weights PATH
 
 
 def candidate_roots():
     """Where a build context may be, in the order they are tried."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    roots = [here]                                            # a checkout: repo root next to ddctl/
-    for prefix in (sys.prefix, getattr(sys, "base_prefix", sys.prefix),
-                   os.path.join(os.path.expanduser("~"), ".local")):
+    roots = [here]  # a checkout: repo root next to ddctl/
+    for prefix in (
+        sys.prefix,
+        getattr(sys, "base_prefix", sys.prefix),
+        os.path.join(os.path.expanduser("~"), ".local"),
+    ):
         roots.append(os.path.join(prefix, "share", "ddctl"))  # setup.py data_files
     seen, out = set(), []
     for r in roots:
@@ -44,7 +48,9 @@ def find_context(roots=None):
             return root
     raise DdctlError(
         "Cannot find the dream image's build context (Dockerfile and engine/) in "
-        + ", ".join(roots) + ": reinstall ddctl with `pip install .` from its source folder.")
+        + ", ".join(roots)
+        + ": reinstall ddctl with `pip install .` from its source folder."
+    )
 
 
 def context_files(root):

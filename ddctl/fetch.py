@@ -6,6 +6,7 @@ verified, decoded in full (truncation) and their dimensions checked against a ca
 (decompression bombs). Every refusal is one sentence (UsageError, or DdctlError when
 the network is at fault).
 """
+
 import os
 import re
 import time
@@ -20,23 +21,31 @@ from ddctl import __version__
 from ddctl.errors import DdctlError, UsageError
 
 MAX_BYTES = int(os.environ.get("DDCTL_MAX_DOWNLOAD_MB", "50")) * 1000 * 1000
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485     # Pillow's own bomb threshold
-CONNECT_TIMEOUT = 10      # seconds to connect
-READ_TIMEOUT = 30         # seconds without a byte
-TOTAL_TIMEOUT = 300       # seconds for the whole download
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's own bomb threshold
+CONNECT_TIMEOUT = 10  # seconds to connect
+READ_TIMEOUT = 30  # seconds without a byte
+TOTAL_TIMEOUT = 300  # seconds for the whole download
 MAX_REDIRECTS = 10
-_EXT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
-        "TIFF": ".tif", "MPO": ".jpg", "PPM": ".ppm"}
+_EXT = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "MPO": ".jpg",
+    "PPM": ".ppm",
+}
 
 
 @dataclass
 class Picture:
-    path: str          # a file on the host holding verified picture bytes
-    stem: str          # the name the output is made from (the engine's --name)
+    path: str  # a file on the host holding verified picture bytes
+    stem: str  # the name the output is made from (the engine's --name)
     width: int
     height: int
-    format: str        # Pillow's format name: JPEG, PNG, WEBP...
-    source: str        # what the user gave
+    format: str  # Pillow's format name: JPEG, PNG, WEBP...
+    source: str  # what the user gave
 
     @property
     def filename(self):
@@ -61,8 +70,11 @@ def _mb(n):
 def _sniff(head, content_type=""):
     """What the bytes look like when they are not a picture: 'an HTML page', 'text', ..."""
     low = head[:1024].lstrip().lower()
-    if "html" in content_type or low.startswith((b"<!doctype html", b"<html", b"<head", b"<body")) \
-            or b"<html" in low:
+    if (
+        "html" in content_type
+        or low.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
+        or b"<html" in low
+    ):
         return "an HTML page"
     if not head:
         return "empty"
@@ -85,22 +97,27 @@ def verify_picture(path, label, content_type="", max_pixels=MAX_PIXELS):
                 if w * h > max_pixels:
                     raise UsageError(
                         f"{label} is {w}x{h} pixels, more than the {max_pixels:,} allowed: "
-                        f"use a smaller picture.")
-                im.verify()                      # structure and checksums
+                        f"use a smaller picture."
+                    )
+                im.verify()  # structure and checksums
             with Image.open(path) as im:
-                im.load()                        # every byte decodes (truncation shows here)
+                im.load()  # every byte decodes (truncation shows here)
     except UsageError:
         raise
     except Image.DecompressionBombError:
-        raise UsageError(f"{label} has more pixels than the {max_pixels:,} allowed "
-                         f"(a decompression bomb?): use a smaller picture.")
+        raise UsageError(
+            f"{label} has more pixels than the {max_pixels:,} allowed "
+            f"(a decompression bomb?): use a smaller picture."
+        )
     except UnidentifiedImageError:
         with open(path, "rb") as f:
             head = f.read(4096)
         what = _sniff(head, content_type)
         if what == "an HTML page":
-            raise UsageError(f"{label} is an HTML page, not a picture: give the address of the "
-                             f"picture itself (right-click it, copy image address).")
+            raise UsageError(
+                f"{label} is an HTML page, not a picture: give the address of the "
+                f"picture itself (right-click it, copy image address)."
+            )
         if what == "empty":
             raise UsageError(f"{label} is empty, not a picture.")
         if what == "text":
@@ -141,47 +158,68 @@ def download(url, dest_dir, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, session=
     tmp = os.path.join(dest_dir, "download.part")
     started = time.monotonic()
     try:
-        with session.get(url, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-                         allow_redirects=True,
-                         headers={"User-Agent": f"ddctl/{__version__}", "Accept": "image/*,*/*;q=0.5"}) as r:
+        with session.get(
+            url,
+            stream=True,
+            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+            allow_redirects=True,
+            headers={"User-Agent": f"ddctl/{__version__}", "Accept": "image/*,*/*;q=0.5"},
+        ) as r:
             if r.status_code >= 400:
-                raise UsageError(f"{url} answered {r.status_code} {r.reason or ''}".rstrip()
-                                 + (": check the address." if r.status_code < 500
-                                    else ": the server failed; try again later."))
+                raise UsageError(
+                    f"{url} answered {r.status_code} {r.reason or ''}".rstrip()
+                    + (
+                        ": check the address."
+                        if r.status_code < 500
+                        else ": the server failed; try again later."
+                    )
+                )
             content_type = r.headers.get("Content-Type", "")
             length = r.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
-                raise UsageError(f"{url} is {_mb(int(length))}, more than the {_mb(max_bytes)} "
-                                 f"allowed: use a smaller picture.")
+                raise UsageError(
+                    f"{url} is {_mb(int(length))}, more than the {_mb(max_bytes)} "
+                    f"allowed: use a smaller picture."
+                )
             got = 0
             with open(tmp, "wb") as out:
                 for block in r.iter_content(64 * 1024):
                     got += len(block)
                     if got > max_bytes:
-                        raise UsageError(f"{url} is larger than the {_mb(max_bytes)} allowed: "
-                                         f"use a smaller picture.")
+                        raise UsageError(
+                            f"{url} is larger than the {_mb(max_bytes)} allowed: use a smaller picture."
+                        )
                     if time.monotonic() - started > TOTAL_TIMEOUT:
-                        raise DdctlError(f"{url} took more than {TOTAL_TIMEOUT} s to download: "
-                                         f"save it yourself and give the file.")
+                        raise DdctlError(
+                            f"{url} took more than {TOTAL_TIMEOUT} s to download: "
+                            f"save it yourself and give the file."
+                        )
                     out.write(block)
             if length and length.isdigit() and got < int(length):
                 raise UsageError(f"{url} was cut off after {got} of {length} bytes: try again.")
             final_url = r.url
     except requests.exceptions.TooManyRedirects:
-        raise UsageError(f"{url} redirects more than {MAX_REDIRECTS} times: give the picture's "
-                         f"final address.")
+        raise UsageError(
+            f"{url} redirects more than {MAX_REDIRECTS} times: give the picture's final address."
+        )
     except requests.exceptions.SSLError as exc:
         raise DdctlError(f"{url}: the TLS connection failed ({_reason(exc)}).")
     except requests.exceptions.ConnectTimeout:
-        raise DdctlError(f"{url} did not answer within {CONNECT_TIMEOUT} s: check the address "
-                         f"and your network.")
+        raise DdctlError(
+            f"{url} did not answer within {CONNECT_TIMEOUT} s: check the address and your network."
+        )
     except requests.exceptions.ReadTimeout:
         raise DdctlError(f"{url} stopped sending for {READ_TIMEOUT} s: try again later.")
     except requests.exceptions.ConnectionError as exc:
-        raise DdctlError(f"Cannot reach {parts.hostname} for {url} ({_reason(exc)}): check the "
-                         f"address and your network.")
-    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-            requests.exceptions.InvalidSchema, ValueError) as exc:
+        raise DdctlError(
+            f"Cannot reach {parts.hostname} for {url} ({_reason(exc)}): check the address and your network."
+        )
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        ValueError,
+    ) as exc:
         raise UsageError(f"{url} is not a valid address ({_one_line(exc)}).")
     except requests.exceptions.RequestException as exc:
         raise DdctlError(f"Downloading {url} failed ({_reason(exc)}).")
@@ -196,8 +234,12 @@ def download(url, dest_dir, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, session=
 def _reason(exc):
     """The innermost useful words of a requests exception."""
     text = " ".join(str(exc).split())
-    for pat in (r"\[Errno -?\d+\] ([^'\")\]]+)", r"(Connection refused)",
-                r"(Name or service not known)", r"(certificate verify failed[^')]*)"):
+    for pat in (
+        r"\[Errno -?\d+\] ([^'\")\]]+)",
+        r"(Connection refused)",
+        r"(Name or service not known)",
+        r"(certificate verify failed[^')]*)",
+    ):
         m = re.search(pat, text)
         if m:
             return m.group(1).strip().rstrip(".")

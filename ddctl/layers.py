@@ -3,6 +3,7 @@
 Runs the image with `--list-layers` (no network, as the invoking user, labelled
 io.ddctl.run=<id>, removed after) and returns its list of {name, channels, stride}.
 """
+
 import json
 import uuid
 
@@ -24,19 +25,32 @@ def parse_layers(stdout):
         except ValueError:
             continue
         if isinstance(obj, dict) and isinstance(obj.get("layers"), list):
-            return [{"name": str(l.get("name")), "channels": l.get("channels"), "stride": l.get("stride")}
-                    for l in obj["layers"] if isinstance(l, dict)]
-    raise DdctlError("The image did not list its layers: is it a ddctl dream image? "
-                     "Rebuild it with `ddctl build`.")
+            return [
+                {
+                    "name": str(layer.get("name")),
+                    "channels": layer.get("channels"),
+                    "stride": layer.get("stride"),
+                }
+                for layer in obj["layers"]
+                if isinstance(layer, dict)
+            ]
+    raise DdctlError(
+        "The image did not list its layers: is it a ddctl dream image? Rebuild it with `ddctl build`."
+    )
 
 
 def list_layers(client, image=DEFAULT_TAG, ep=None, labels=None):
     img = ensure_image(client, image, None, None, ep)
     run_id = uuid.uuid4().hex[:12]
-    kwargs = as_invoking_user(dict(
-        command=["--list-layers"], name=f"ddctl-layers-{run_id}",
-        labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id},
-        network_disabled=True, network_mode="none"))
+    kwargs = as_invoking_user(
+        dict(
+            command=["--list-layers"],
+            name=f"ddctl-layers-{run_id}",
+            labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id},
+            network_disabled=True,
+            network_mode="none",
+        )
+    )
     with translate_errors(ep):
         code, out, err = run_to_completion(client, img.id, **kwargs)
     if code != 0:

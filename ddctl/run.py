@@ -6,6 +6,7 @@ is removed whatever happens (Ctrl-C included). Input and results travel either t
 bind mounts (a local daemon) or through the API's archive copy (a remote daemon, or
 forced with --copy / DDCTL_TRANSFER=copy).
 """
+
 import io
 import json
 import os
@@ -29,15 +30,14 @@ from ddctl.fetch import get_picture
 
 DEFAULT_OUTPUT = "dreams"
 RUN_LABEL = "io.ddctl.run"
-IMAGES = "/images"           # the engine's output folder inside the image
-INPUT_DIR = "/input"         # where ddctl puts the input inside the container
-ENGINE_DEFAULTS = {"layer": "inception_4c/output", "iterations": 10, "octaves": 4,
-                   "octave_scale": 1.4}
+IMAGES = "/images"  # the engine's output folder inside the image
+INPUT_DIR = "/input"  # where ddctl puts the input inside the container
+ENGINE_DEFAULTS = {"layer": "inception_4c/output", "iterations": 10, "octaves": 4, "octave_scale": 1.4}
 # A phone's 12-megapixel photo would take 20x the time of the notebook's 1024x576 example
 # and several GB of memory (more than many Docker VMs have): dream at a size that fits,
 # as every modern DeepDream tool does, unless asked otherwise (--max-size 0).
 DEFAULT_MAX_SIZE = 1280
-STOP_TIMEOUT = 3             # seconds between SIGTERM and SIGKILL on Ctrl-C
+STOP_TIMEOUT = 3  # seconds between SIGTERM and SIGKILL on Ctrl-C
 
 
 @dataclass
@@ -55,25 +55,35 @@ class DreamOptions:
 
 @dataclass
 class RunEvent:
-    kind: str                 # fetched | image | build-needed | transfer | container | start | step | saved | done | log
+    kind: str  # fetched | image | build-needed | transfer | container | start | step | saved | done | log
     data: dict = field(default_factory=dict)
 
 
 @dataclass
 class RunResult:
-    path: str                 # the final picture on the host
-    transfer: str             # mount | copy
-    files: list               # every host file this run wrote
+    path: str  # the final picture on the host
+    transfer: str  # mount | copy
+    files: list  # every host file this run wrote
     elapsed: float
     run_id: str
 
 
 # --- pure helpers (unit-tested) -------------------------------------------------------
 
+
 def engine_command(source_in_container, name, opts):
     """The engine's argv per the README contract."""
-    cmd = [source_in_container, opts.layer, str(opts.iterations), str(opts.octaves),
-           _num(opts.octave_scale), "--name", name, "--progress", "json"]
+    cmd = [
+        source_in_container,
+        opts.layer,
+        str(opts.iterations),
+        str(opts.octaves),
+        _num(opts.octave_scale),
+        "--name",
+        name,
+        "--progress",
+        "json",
+    ]
     if opts.step_size is not None:
         cmd += ["--step-size", _num(opts.step_size)]
     if opts.jitter is not None:
@@ -113,9 +123,13 @@ def prepare_output_dir(path):
     try:
         os.makedirs(full, exist_ok=True)
     except OSError as exc:
-        raise UsageError(f"Cannot create the output folder {path} ({exc.strerror}): choose another with -o DIR.")
+        raise UsageError(
+            f"Cannot create the output folder {path} ({exc.strerror}): choose another with -o DIR."
+        )
     if not os.access(full, os.W_OK | os.X_OK):
-        raise UsageError(f"The output folder {path} is not writable by this user: choose another with -o DIR.")
+        raise UsageError(
+            f"The output folder {path} is not writable by this user: choose another with -o DIR."
+        )
     return full
 
 
@@ -124,8 +138,11 @@ def free_stem(directory, stem, ext, taken=()):
     k = 1
     while True:
         cand = stem if k == 1 else f"{stem}-{k}"
-        if (cand + ext) not in taken and not os.path.lexists(os.path.join(directory, cand + ext)) \
-                and not os.path.lexists(os.path.join(directory, cand + "-steps")):
+        if (
+            (cand + ext) not in taken
+            and not os.path.lexists(os.path.join(directory, cand + ext))
+            and not os.path.lexists(os.path.join(directory, cand + "-steps"))
+        ):
             return cand
         k += 1
 
@@ -225,7 +242,7 @@ class LineSplitter:
     def feed(self, chunk):
         self._buf += chunk
         *lines, self._buf = self._buf.split(b"\n")
-        return [l.decode("utf-8", "replace") for l in lines]
+        return [line.decode("utf-8", "replace") for line in lines]
 
     def close(self):
         rest, self._buf = self._buf, b""
@@ -301,6 +318,7 @@ def as_invoking_user(create_kwargs):
 
 # --- the run itself ----------------------------------------------------------------------
 
+
 def ensure_image(client, tag, build=None, on_event=None, ep=None):
     """The image for tag; build(tag) is called when it is absent, or a sentence says how."""
     with translate_errors(ep):
@@ -318,8 +336,18 @@ def ensure_image(client, tag, build=None, on_event=None, ep=None):
         return client.images.get(tag)
 
 
-def dream(client, source, opts=None, output_dir=DEFAULT_OUTPUT, image=DEFAULT_TAG, transfer=None,
-          build=None, on_event=None, ep=None, labels=None):
+def dream(
+    client,
+    source,
+    opts=None,
+    output_dir=DEFAULT_OUTPUT,
+    image=DEFAULT_TAG,
+    transfer=None,
+    build=None,
+    on_event=None,
+    ep=None,
+    labels=None,
+):
     """Fetch source, dream on it in a container, return a RunResult."""
     opts = opts or DreamOptions()
     on_event = on_event or (lambda e: None)
@@ -328,8 +356,18 @@ def dream(client, source, opts=None, output_dir=DEFAULT_OUTPUT, image=DEFAULT_TA
     outdir = prepare_output_dir(output_dir)
     with tempfile.TemporaryDirectory(prefix="ddctl-") as tmp:
         picture = get_picture(source, tmp)
-        on_event(RunEvent("fetched", {"source": source, "path": picture.path, "width": picture.width,
-                                      "height": picture.height, "format": picture.format}))
+        on_event(
+            RunEvent(
+                "fetched",
+                {
+                    "source": source,
+                    "path": picture.path,
+                    "width": picture.width,
+                    "height": picture.height,
+                    "format": picture.format,
+                },
+            )
+        )
         img = ensure_image(client, image, build, on_event, ep)
         img_labels = (img.attrs.get("Config") or {}).get("Labels") or {}
         on_event(RunEvent("image", {"tag": image, "weights": img_labels.get("io.ddctl.weights", "?")}))
@@ -340,8 +378,16 @@ def dream(client, source, opts=None, output_dir=DEFAULT_OUTPUT, image=DEFAULT_TA
         except _BindUnavailable:
             # A "local" socket whose daemon lives elsewhere (ddctl in a container, a VM
             # without this folder shared): the archive copy works wherever the daemon is.
-            on_event(RunEvent("transfer", {"mode": "copy", "output_dir": outdir,
-                                           "why": "the daemon cannot see this machine's folders"}))
+            on_event(
+                RunEvent(
+                    "transfer",
+                    {
+                        "mode": "copy",
+                        "output_dir": outdir,
+                        "why": "the daemon cannot see this machine's folders",
+                    },
+                )
+            )
             return _run_container(client, img, picture, opts, outdir, "copy", on_event, ep, labels)
 
 
@@ -357,13 +403,18 @@ def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, label
         command=engine_command(source_in, picture.stem, opts),
         name=f"ddctl-run-{run_id}",
         labels={**labels, RUN_LABEL: run_id},
-        network_disabled=True, network_mode="none",
-        detach=True, tty=False, stdin_open=False,
+        network_disabled=True,
+        network_mode="none",
+        detach=True,
+        tty=False,
+        stdin_open=False,
     )
     as_invoking_user(kwargs)
     if mode == "mount":
-        kwargs["mounts"] = [Mount(IMAGES, outdir, type="bind"),
-                            Mount(source_in, picture.path, type="bind", read_only=True)]
+        kwargs["mounts"] = [
+            Mount(IMAGES, outdir, type="bind"),
+            Mount(source_in, picture.path, type="bind", read_only=True),
+        ]
     container, interrupted, copied = None, False, {}
     saved, done, error, other = [], None, None, []
     started = time.monotonic()
@@ -403,8 +454,10 @@ def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, label
                     pass
             except (NotFound, APIError) as exc:
                 if isinstance(exc, NotFound) or "marked for removal" in str(exc):
-                    raise DdctlError(f"The dream container {container.name} was removed while it ran "
-                                     f"(by another program?): run the command again.")
+                    raise DdctlError(
+                        f"The dream container {container.name} was removed while it ran "
+                        f"(by another program?): run the command again."
+                    )
                 raise
     except KeyboardInterrupt:
         interrupted = True
@@ -412,16 +465,22 @@ def _run_container(client, img, picture, opts, outdir, mode, on_event, ep, label
         if container is not None:
             _cleanup(container, outdir, mode, interrupted)
     if interrupted:
-        raise Interrupted(f"interrupted: the container was stopped and removed; what was already "
-                          f"written stays in {outdir}.")
+        raise Interrupted(
+            f"interrupted: the container was stopped and removed; what was already written stays in {outdir}."
+        )
     if code != 0 or done is None:
         raise _failure(code, error, stderr, other, state)
     path = host_path(done.get("path", ""), outdir, copied)
     files = [host_path(p, outdir, copied) for p in saved if p]
     if mode == "copy":
         files = sorted(copied.values())
-    return RunResult(path=path, transfer=mode, files=files,
-                     elapsed=float(done.get("elapsed") or time.monotonic() - started), run_id=run_id)
+    return RunResult(
+        path=path,
+        transfer=mode,
+        files=files,
+        elapsed=float(done.get("elapsed") or time.monotonic() - started),
+        run_id=run_id,
+    )
 
 
 def _lines(chunks):
@@ -464,7 +523,7 @@ def _cleanup(container, outdir, mode, interrupted):
             except Exception:
                 pass
             if mode == "copy":
-                try:                       # keep what the engine had written so far
+                try:  # keep what the engine had written so far
                     _copy_out(container, outdir)
                 except Exception:
                     pass
@@ -489,12 +548,14 @@ def _failure(code, error, stderr, other, state):
             return UsageError(msg)
         return DdctlError(f"The dream engine failed: {msg}")
     if state.get("OOMKilled") or code == 137:
-        return DdctlError("The dream container ran out of memory (or was killed): try a smaller "
-                          "--max-size or fewer octaves.")
+        return DdctlError(
+            "The dream container ran out of memory (or was killed): try a smaller "
+            "--max-size or fewer octaves."
+        )
     if code == 130:
         return Interrupted("The dream engine was interrupted.")
-    tail = [l for l in (stderr.splitlines() + other) if l.strip()][-6:]
-    detail = ("\n" + "\n".join("  " + l for l in tail)) if tail else ""
+    tail = [line for line in (stderr.splitlines() + other) if line.strip()][-6:]
+    detail = ("\n" + "\n".join("  " + line for line in tail)) if tail else ""
     if code == 0:
         return DdctlError("The dream engine ended without reporting its picture." + detail)
     return DdctlError(f"The dream engine failed (exit {code})." + detail)

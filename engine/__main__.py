@@ -1,4 +1,5 @@
 """`python3 -m engine ...`: the dream image's entry point (see engine/cli.py)."""
+
 import sys
 
 from engine.cli import main

@@ -27,31 +27,33 @@ the notebook's net 1.7-2.3 s, without weight gradients 1.33 s, + numba pooling 1
 + numba LRN 0.85 s; the gradient is bitwise the notebook's. (Tried and dropped: pooling and LRN in plain numpy,
 2.6 s; pooling split into 1xk and kx1 Caffe layers, 1.33 s.)
 """
+
 import os
 import tempfile
 import threading
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # Caffe's glog chatter off unless asked
 
-import numpy as np  # noqa: E402
-
-import caffe  # noqa: E402
-from caffe.proto import caffe_pb2  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
+import caffe
+import numpy as np
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
 
 try:
     from engine.net import LayerInfo
 except ImportError:  # pragma: no cover - engine.net is the other half of the engine
     from collections import namedtuple
+
     LayerInfo = namedtuple("LayerInfo", "name channels stride")
 
 MEAN_BGR = np.array([104.0, 116.0, 122.0], dtype=np.float32)  # bvlc_googlenet, as the notebook
-NATIVE_SIZE = 224       # bvlc_googlenet's training input side
-_MODULE = __name__       # the Python layers below are found by Caffe under this module name
+NATIVE_SIZE = 224  # bvlc_googlenet's training input side
+_MODULE = __name__  # the Python layers below are found by Caffe under this module name
 
 
 # -----------------------------------------------------------------------------
 # prototxt handling (pure protobuf, no Caffe net needed)
+
 
 def read_prototxt(path):
     """Parse a deploy prototxt into a caffe_pb2.NetParameter, with `input:` fields (old
@@ -67,7 +69,7 @@ def read_prototxt(path):
             if netp.input_shape:
                 inp.input_param.shape.add().CopyFrom(netp.input_shape[i])
             else:
-                inp.input_param.shape.add(dim=netp.input_dim[4 * i:4 * i + 4])
+                inp.input_param.shape.add(dim=netp.input_dim[4 * i : 4 * i + 4])
         netp.layer.extend(layers)
         del netp.input[:]
         del netp.input_shape[:]
@@ -109,6 +111,7 @@ def _out_len(n, k, s, p, ceil_mode, dilation=1, pad_any=None):
 
 def _kernel(param):
     """(kh, kw), (sh, sw), (ph, pw) of a Convolution or Pooling param."""
+
     def pick(single, h, w, default):
         if param.HasField(h):
             return getattr(param, h), getattr(param, w)
@@ -117,9 +120,12 @@ def _kernel(param):
             return (v, v) if param.HasField(single) else (default, default)
         v = list(v) or [default]  # ConvolutionParameter: repeated
         return v[0], v[-1]
-    return (pick("kernel_size", "kernel_h", "kernel_w", 1),
-            pick("stride", "stride_h", "stride_w", 1),
-            pick("pad", "pad_h", "pad_w", 0))
+
+    return (
+        pick("kernel_size", "kernel_h", "kernel_w", 1),
+        pick("stride", "stride_h", "stride_w", 1),
+        pick("pad", "pad_h", "pad_w", 0),
+    )
 
 
 def infer_shapes(netp, h, w):
@@ -142,16 +148,22 @@ def infer_shapes(netp, h, w):
             cp = layer.convolution_param
             (kh, kw), (sh, sw), (ph, pw) = _kernel(cp)
             d = list(cp.dilation) or [1]
-            out = (cp.num_output, _out_len(ih, kh, sh, ph, False, d[0]),
-                   _out_len(iw, kw, sw, pw, False, d[-1]))
+            out = (
+                cp.num_output,
+                _out_len(ih, kh, sh, ph, False, d[0]),
+                _out_len(iw, kw, sw, pw, False, d[-1]),
+            )
         elif t == "Pooling":
             pp = layer.pooling_param
             if pp.global_pooling:
                 out = (c, 1, 1)
             else:
                 (kh, kw), (sh, sw), (ph, pw) = _kernel(pp)
-                out = (c, _out_len(ih, kh, sh, ph, True, pad_any=ph or pw),
-                       _out_len(iw, kw, sw, pw, True, pad_any=ph or pw))
+                out = (
+                    c,
+                    _out_len(ih, kh, sh, ph, True, pad_any=ph or pw),
+                    _out_len(iw, kw, sw, pw, True, pad_any=ph or pw),
+                )
         elif t == "Concat":
             if len({s[1:] for s in ins}) != 1:
                 out = None
@@ -216,8 +228,11 @@ def dream_netparameter(netp, end):
             continue
         layer.CopyFrom(src)
         if src.type in ("Convolution", "InnerProduct"):
-            bias = (src.convolution_param.bias_term if src.type == "Convolution"
-                    else src.inner_product_param.bias_term)
+            bias = (
+                src.convolution_param.bias_term
+                if src.type == "Convolution"
+                else src.inner_product_param.bias_term
+            )
             del layer.param[:]
             for _ in range(2 if bias else 1):
                 layer.param.add(lr_mult=0, decay_mult=0)
@@ -246,6 +261,7 @@ def _make_python(layer, python_layer, param_str=None):
 
 # -----------------------------------------------------------------------------
 # Python layers (Caffe finds them as engine.caffe_net.<name>)
+
 
 class InputLayer(caffe.Layer):
     """The `data` blob's producer. Holds one unused param so Caffe computes data's diff."""
@@ -333,7 +349,6 @@ if numba is not None:
                     at = mask[c, oy, ox]
                     dx[c, at // W, at % W] += dtop[c, oy, ox]
 
-
     # LRN across channels, Caffe's CrossChannelForward/Backward_cpu row by row on every
     # core: the same running sum over channels, the same operation order; `contract` lets
     # LLVM fuse y + a*x into one FMA as OpenBLAS's saxpy does (measured: bitwise equal to
@@ -346,7 +361,7 @@ if numba is not None:
         C, H, W = x.shape
         pre = (size - 1) // 2
         for y in prange(H):
-            ps = np.zeros((C + size - 1, W), np.float32)   # padded squares of the row
+            ps = np.zeros((C + size - 1, W), np.float32)  # padded squares of the row
             for c in range(C):
                 for xx in range(W):
                     v = x[c, y, xx]
@@ -361,8 +376,8 @@ if numba is not None:
                 scale[0, y, xx] = s[xx]
             for c in range(1, C):
                 for xx in range(W):
-                    t = s[xx] + a * ps[c + size - 1, xx]       # add head
-                    t = t + (-a) * ps[c - 1, xx]               # subtract tail
+                    t = s[xx] + a * ps[c + size - 1, xx]  # add head
+                    t = t + (-a) * ps[c - 1, xx]  # subtract tail
                     s[xx] = t
                     scale[c, y, xx] = t
             for c in range(C):
@@ -377,7 +392,7 @@ if numba is not None:
         C, H, W = x.shape
         ipp = size - (size + 1) // 2
         for y in prange(H):
-            pr = np.zeros((C + size - 1, W), np.float32)   # padded ratios of the row
+            pr = np.zeros((C + size - 1, W), np.float32)  # padded ratios of the row
             for c in range(C):
                 for xx in range(W):
                     dx[c, y, xx] = dtop[c, y, xx] * power[c, y, xx]
@@ -400,8 +415,8 @@ class LRNLayer(caffe.Layer):
     def setup(self, bottom, top):
         size, alpha, beta, k = self.param_str.split()
         self.size = int(size)
-        alpha, beta = np.float32(alpha), np.float32(beta)          # Caffe's Dtype fields
-        self.a = np.float32(alpha / np.float32(self.size))        # alpha_ / size_ in float
+        alpha, beta = np.float32(alpha), np.float32(beta)  # Caffe's Dtype fields
+        self.a = np.float32(alpha / np.float32(self.size))  # alpha_ / size_ in float
         self.crv = np.float32(2.0 * float(alpha) * float(beta) / self.size)  # in double
         self.nbeta = np.float32(-beta)
         self.k = np.float32(k)
@@ -410,22 +425,20 @@ class LRNLayer(caffe.Layer):
         shape = bottom[0].data.shape
         top[0].reshape(*shape)
         if getattr(self, "scale", None) is None or self.scale.shape != shape:
-            self.scale = np.empty(shape, dtype=np.float32)   # k + a * window sum of x^2
-            self.power = np.empty(shape, dtype=np.float32)   # scale^-beta (Caffe recomputes it)
+            self.scale = np.empty(shape, dtype=np.float32)  # k + a * window sum of x^2
+            self.power = np.empty(shape, dtype=np.float32)  # scale^-beta (Caffe recomputes it)
 
     def forward(self, bottom, top):
         x, y = bottom[0].data, top[0].data
         for i in range(x.shape[0]):
-            _lrn_forward(x[i], y[i], self.scale[i], self.power[i], self.size, self.a, self.k,
-                         self.nbeta)
+            _lrn_forward(x[i], y[i], self.scale[i], self.power[i], self.size, self.a, self.k, self.nbeta)
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         x, y, dy, dx = bottom[0].data, top[0].data, top[0].diff, bottom[0].diff
         for i in range(x.shape[0]):
-            _lrn_backward(x[i], y[i], dy[i], self.scale[i], self.power[i], dx[i], self.size,
-                          self.crv)
+            _lrn_backward(x[i], y[i], dy[i], self.scale[i], self.power[i], dx[i], self.size, self.crv)
 
 
 class MaxPoolLayer(caffe.Layer):
@@ -445,8 +458,7 @@ class MaxPoolLayer(caffe.Layer):
     def forward(self, bottom, top):
         x, y = bottom[0].data, top[0].data
         for i in range(x.shape[0]):
-            _maxpool_forward(x[i], y[i], self.mask[i], self.kh, self.kw, self.sh, self.sw,
-                             self.ph, self.pw)
+            _maxpool_forward(x[i], y[i], self.mask[i], self.kh, self.kw, self.sh, self.sw, self.ph, self.pw)
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
@@ -500,6 +512,7 @@ _FAST_LAYERS = {
 # -----------------------------------------------------------------------------
 # the Net
 
+
 class CaffeNet:
     """engine.net.Net on Caffe. One cut net per `end`, made on first use."""
 
@@ -540,8 +553,7 @@ class CaffeNet:
                 if end not in self.topology.names:
                     raise KeyError(end)
                 netp = dream_netparameter(self.netp, end)
-                with tempfile.NamedTemporaryFile("w", suffix=".prototxt", prefix="ddctl-",
-                                                 delete=False) as f:
+                with tempfile.NamedTemporaryFile("w", suffix=".prototxt", prefix="ddctl-", delete=False) as f:
                     f.write(text_format.MessageToString(netp))
                 try:
                     net = caffe.Net(f.name, self.weights, caffe.TEST)

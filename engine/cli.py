@@ -9,6 +9,7 @@ Progress: one JSON object per line on stdout (default when stdout is not a termi
 readable lines on a terminal. main() takes the net factory as an argument, so everything
 but engine/caffe_net.py runs (and is tested) without caffe.
 """
+
 import argparse
 import json
 import math
@@ -30,11 +31,18 @@ from engine.images import PictureError, load_rgb, save_png_new
 
 DEFAULT_WEIGHTS = '/opt/ddctl/model/bvlc_googlenet.caffemodel'
 DEFAULT_PROTOTXT = '/opt/ddctl/model/deploy.prototxt'
-DEFAULTS = dict(layer='inception_4c/output', iterations=10, octaves=4, octave_scale=1.4,
-                step_size=1.5, jitter=32, output_dir='/images')
+DEFAULTS = dict(
+    layer='inception_4c/output',
+    iterations=10,
+    octaves=4,
+    octave_scale=1.4,
+    step_size=1.5,
+    jitter=32,
+    output_dir='/images',
+)
 # blobs never offered for dreaming: the input, and those that need a 224x224 input
 NOT_DREAMABLE = {'data', 'prob', 'loss3/classifier', 'pool5/7x7_s1', 'pool5/drop_7x7_s1'}
-URL_TIMEOUT = 30          # seconds
+URL_TIMEOUT = 30  # seconds
 URL_MAX_BYTES = 50 << 20  # 50 MiB
 
 
@@ -49,6 +57,7 @@ class Refused(Exception):
 # -----------------------------------------------------------------------------
 # arguments
 
+
 class Failure(Exception):
     """An expected internal failure (exit 1, no traceback); str() says what to do."""
 
@@ -59,34 +68,58 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = _Parser(prog='python3 -m engine',
-                description='DeepDream a picture (Google 2015 notebook algorithm).')
-    p.add_argument('source', nargs='?', metavar='SOURCE',
-                   help='picture file (relative to --output-dir) or http(s) URL')
-    p.add_argument('layer', nargs='?', metavar='LAYER',
-                   help='blob to amplify (default inception_4c/output; see --list-layers)',
-                   default=DEFAULTS['layer'])
-    p.add_argument('iterations', nargs='?', metavar='ITERATIONS', default='10',
-                   help='steps per octave (default 10)')
-    p.add_argument('octaves', nargs='?', metavar='OCTAVES', default='4',
-                   help='number of scales (default 4)')
-    p.add_argument('octave_scale', nargs='?', metavar='OCTAVE_SCALE', default='1.4',
-                   help='size ratio between scales (default 1.4)')
+    p = _Parser(prog='python3 -m engine', description='DeepDream a picture (Google 2015 notebook algorithm).')
+    p.add_argument(
+        'source', nargs='?', metavar='SOURCE', help='picture file (relative to --output-dir) or http(s) URL'
+    )
+    p.add_argument(
+        'layer',
+        nargs='?',
+        metavar='LAYER',
+        help='blob to amplify (default inception_4c/output; see --list-layers)',
+        default=DEFAULTS['layer'],
+    )
+    p.add_argument(
+        'iterations', nargs='?', metavar='ITERATIONS', default='10', help='steps per octave (default 10)'
+    )
+    p.add_argument('octaves', nargs='?', metavar='OCTAVES', default='4', help='number of scales (default 4)')
+    p.add_argument(
+        'octave_scale',
+        nargs='?',
+        metavar='OCTAVE_SCALE',
+        default='1.4',
+        help='size ratio between scales (default 1.4)',
+    )
     p.add_argument('--step-size', default='1.5', metavar='F', help='ascent step (default 1.5)')
     p.add_argument('--jitter', default='32', metavar='PX', help='random shift in pixels (default 32)')
     p.add_argument('--seed', default=None, metavar='N', help='seed of the jitter, for a repeatable picture')
-    p.add_argument('--save-steps', action='store_true',
-                   help='save every step as <layer>-<octave>-<iteration>.png')
+    p.add_argument(
+        '--save-steps', action='store_true', help='save every step as <layer>-<octave>-<iteration>.png'
+    )
     p.add_argument('--max-size', default=None, metavar='PX', help='downscale so the long side is at most PX')
-    p.add_argument('--output-dir', default=DEFAULTS['output_dir'], metavar='DIR',
-                   help='where pictures are read from and written to (default /images)')
-    p.add_argument('--name', default=None, metavar='STEM', help='stem of the final picture (default SOURCE\'s)')
+    p.add_argument(
+        '--output-dir',
+        default=DEFAULTS['output_dir'],
+        metavar='DIR',
+        help='where pictures are read from and written to (default /images)',
+    )
+    p.add_argument(
+        '--name', default=None, metavar='STEM', help='stem of the final picture (default SOURCE\'s)'
+    )
     p.add_argument('--progress', choices=['auto', 'json', 'text'], default='auto')
     p.add_argument('--list-layers', action='store_true', help='list the layers one can dream on')
-    p.add_argument('--weights', metavar='PATH', default=os.environ.get('DDCTL_WEIGHTS') or DEFAULT_WEIGHTS,
-                   help='caffemodel (default $DDCTL_WEIGHTS or %s)' % DEFAULT_WEIGHTS)
-    p.add_argument('--prototxt', metavar='PATH', default=os.environ.get('DDCTL_PROTOTXT') or DEFAULT_PROTOTXT,
-                   help='deploy.prototxt (default $DDCTL_PROTOTXT or %s)' % DEFAULT_PROTOTXT)
+    p.add_argument(
+        '--weights',
+        metavar='PATH',
+        default=os.environ.get('DDCTL_WEIGHTS') or DEFAULT_WEIGHTS,
+        help='caffemodel (default $DDCTL_WEIGHTS or %s)' % DEFAULT_WEIGHTS,
+    )
+    p.add_argument(
+        '--prototxt',
+        metavar='PATH',
+        default=os.environ.get('DDCTL_PROTOTXT') or DEFAULT_PROTOTXT,
+        help='deploy.prototxt (default $DDCTL_PROTOTXT or %s)' % DEFAULT_PROTOTXT,
+    )
     return p
 
 
@@ -112,11 +145,12 @@ def parse_args(argv):
         raise Refused('--step-size must be greater than 0, got 0')
     a.jitter = _number(a.jitter, '--jitter', int, 0, 100000)
     if a.seed is not None:
-        a.seed = _number(a.seed, '--seed', int, 0, 2 ** 32 - 1)
+        a.seed = _number(a.seed, '--seed', int, 0, 2**32 - 1)
     if a.max_size is not None:
         a.max_size = _number(a.max_size, '--max-size', int, 1)
-    if a.name is not None and (not a.name.strip() or '/' in a.name or '\0' in a.name
-                               or a.name.strip() in ('.', '..')):
+    if a.name is not None and (
+        not a.name.strip() or '/' in a.name or '\0' in a.name or a.name.strip() in ('.', '..')
+    ):
         raise Refused('--name is a file name stem without folders, got %r' % a.name)
     return a
 
@@ -143,6 +177,7 @@ def _isatty(stream):
 
 # -----------------------------------------------------------------------------
 # progress events
+
 
 class Events:
     """Emits the contract's events: JSON lines, or readable lines for a terminal."""
@@ -171,12 +206,20 @@ class Events:
     def _text(e):
         kind = e['event']
         if kind == 'start':
-            return ('dreaming on %(source)s (%(width)dx%(height)d), layer %(layer)s: '
-                    '%(octaves)d octaves x %(iterations)d iterations = %(steps_total)d steps' % e)
+            return (
+                'dreaming on %(source)s (%(width)dx%(height)d), layer %(layer)s: '
+                '%(octaves)d octaves x %(iterations)d iterations = %(steps_total)d steps' % e
+            )
         if kind == 'step':
-            return ('step %3d/%d  octave %d  iteration %d  %dx%d  %.1fs'
-                    % (e['step'], e['steps_total'], e['octave'], e['iteration'], e['width'],
-                       e['height'], e['elapsed']))
+            return 'step %3d/%d  octave %d  iteration %d  %dx%d  %.1fs' % (
+                e['step'],
+                e['steps_total'],
+                e['octave'],
+                e['iteration'],
+                e['width'],
+                e['height'],
+                e['elapsed'],
+            )
         if kind == 'saved':
             return 'saved %s' % e['path']
         if kind == 'done':
@@ -187,6 +230,7 @@ class Events:
 # -----------------------------------------------------------------------------
 # input
 
+
 def _safe_stem(text):
     stem = re.sub(r'[^\w.+-]+', '_', text).strip('._-')[:80]
     return stem or 'dream'
@@ -194,32 +238,41 @@ def _safe_stem(text):
 
 def fetch_url(url, timeout=URL_TIMEOUT, max_bytes=URL_MAX_BYTES):
     """Download a picture -> bytes. Refuses web pages, huge files and failures with one line."""
-    req = urllib.request.Request(url, headers={'User-Agent': 'ddctl-engine',
-                                               'Accept': 'image/*,*/*;q=0.5'})
+    req = urllib.request.Request(url, headers={'User-Agent': 'ddctl-engine', 'Accept': 'image/*,*/*;q=0.5'})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             ctype = (r.headers.get('Content-Type') or '').split(';')[0].strip().lower()
-            if ctype.startswith('text/') or ctype in ('application/json', 'application/xhtml+xml',
-                                                      'application/xml'):
-                raise Refused('%s gave %s, not a picture (an error or web page?): give the '
-                              'address of the picture itself' % (url, ctype))
+            if ctype.startswith('text/') or ctype in (
+                'application/json',
+                'application/xhtml+xml',
+                'application/xml',
+            ):
+                raise Refused(
+                    '%s gave %s, not a picture (an error or web page?): give the '
+                    'address of the picture itself' % (url, ctype)
+                )
             length = r.headers.get('Content-Length')
             if length and length.isdigit() and int(length) > max_bytes:
-                raise Refused('%s is %d MB, more than the %d MB limit: download and shrink it '
-                              'first' % (url, int(length) >> 20, max_bytes >> 20))
+                raise Refused(
+                    '%s is %d MB, more than the %d MB limit: download and shrink it '
+                    'first' % (url, int(length) >> 20, max_bytes >> 20)
+                )
             body = r.read(max_bytes + 1)
     except Refused:
         raise
     except urllib.error.HTTPError as e:
         raise Refused('%s answered HTTP %d %s: check the address' % (url, e.code, e.reason))
     except urllib.error.URLError as e:
-        raise Refused('cannot fetch %s: %s (the image runs without network under ddctl; '
-                      'ddctl run downloads URLs itself)' % (url, e.reason))
+        raise Refused(
+            'cannot fetch %s: %s (the image runs without network under ddctl; '
+            'ddctl run downloads URLs itself)' % (url, e.reason)
+        )
     except (OSError, ValueError) as e:  # timeouts, resets, malformed URLs
         raise Refused('cannot fetch %s: %s' % (url, e or type(e).__name__))
     if len(body) > max_bytes:
-        raise Refused('%s is more than the %d MB limit: download and shrink it first'
-                      % (url, max_bytes >> 20))
+        raise Refused(
+            '%s is more than the %d MB limit: download and shrink it first' % (url, max_bytes >> 20)
+        )
     return body
 
 
@@ -230,8 +283,7 @@ def load_source(source, output_dir, max_size):
         name = os.path.basename(urllib.parse.unquote(urllib.parse.urlparse(source).path))
         return img, source, _safe_stem(os.path.splitext(name)[0])
     if re.match(r'^[a-zA-Z][a-zA-Z0-9+.-]*://', source):
-        raise Refused('%s: only http:// and https:// addresses or file names are understood'
-                      % source)
+        raise Refused('%s: only http:// and https:// addresses or file names are understood' % source)
     path = os.path.join(output_dir, source)  # absolute paths stay as they are
     img = load_rgb(path, max_size)
     return img, path, _safe_stem(os.path.splitext(os.path.basename(path))[0])
@@ -240,55 +292,67 @@ def load_source(source, output_dir, max_size):
 # -----------------------------------------------------------------------------
 # the net
 
+
 def default_net_factory(prototxt, weights):
-    for what, path, flag in (('weights', weights, '--weights'),
-                             ('prototxt', prototxt, '--prototxt')):
+    for what, path, flag in (('weights', weights, '--weights'), ('prototxt', prototxt, '--prototxt')):
         if not os.path.isfile(path):
-            raise Refused('%s file not found: %s (rebuild the image with ddctl build, or '
-                          'pass %s PATH)' % (what, path, flag))
+            raise Refused(
+                '%s file not found: %s (rebuild the image with ddctl build, or '
+                'pass %s PATH)' % (what, path, flag)
+            )
     try:
         from engine.caffe_net import load_net  # the only module that imports caffe
     except ImportError as e:
-        raise Failure('caffe is not available here (%s): run the engine inside the '
-                           'ddctl image' % e)
+        raise Failure('caffe is not available here (%s): run the engine inside the ddctl image' % e)
     return load_net(prototxt, weights)
 
 
 def dreamable_layers(net):
     """[LayerInfo] the user may choose: blob names, no input, no ReLU, no 224x224-only blobs."""
-    return [l for l in net.layers()
-            if l.name not in NOT_DREAMABLE and '/relu' not in l.name
-            and not l.name.startswith('loss')]
+    return [
+        layer
+        for layer in net.layers()
+        if layer.name not in NOT_DREAMABLE and '/relu' not in layer.name and not layer.name.startswith('loss')
+    ]
 
 
 def check_layer(net, layer):
-    names = [l.name for l in dreamable_layers(net)]
+    names = [layer.name for layer in dreamable_layers(net)]
     if layer in names:
         return
     hint = ''
     if re.match(r'^[0-9.]+$', layer):
         hint = ' (LAYER comes before ITERATIONS)'
-    raise Refused('unknown layer %r%s: choose one of %s' % (layer, hint, ', '.join(names)),
-                  code='unknown_layer')
+    raise Refused(
+        'unknown layer %r%s: choose one of %s' % (layer, hint, ', '.join(names)), code='unknown_layer'
+    )
 
 
 def check_octaves(net, layer, h, w, octaves, scale):
     need = max(int(net.min_input_size(layer) or 0), 1)  # 0: unknown, but never 0 pixels
-    fits = lambda n: min(dream.octave_shapes(h, w, n, scale)[-1]) >= need
+
+    def fits(n):
+        return min(dream.octave_shapes(h, w, n, scale)[-1]) >= need
+
     if fits(octaves):
         return
     if not fits(1):
-        raise Refused('the picture is %dx%d; layer %s needs at least %d pixels on each side: '
-                      'use a bigger picture or an earlier layer' % (w, h, layer, need))
+        raise Refused(
+            'the picture is %dx%d; layer %s needs at least %d pixels on each side: '
+            'use a bigger picture or an earlier layer' % (w, h, layer, need)
+        )
     best = max(n for n in range(1, octaves) if fits(n))
     sh, sw = dream.octave_shapes(h, w, octaves, scale)[-1]
-    raise Refused('%d octaves shrink the %dx%d picture to %dx%d, too small for layer %s '
-                  '(needs %d pixels on each side): use at most %d octaves'
-                  % (octaves, w, h, sw, sh, layer, need, best), code='too_many_octaves')
+    raise Refused(
+        '%d octaves shrink the %dx%d picture to %dx%d, too small for layer %s '
+        '(needs %d pixels on each side): use at most %d octaves' % (octaves, w, h, sw, sh, layer, need, best),
+        code='too_many_octaves',
+    )
 
 
 # -----------------------------------------------------------------------------
 # output names
+
 
 def reserve_steps_dir(output_dir, stem):
     """Claim <stem>[-N]-steps/ (mkdir is atomic) whose <stem>[-N].png is also free.
@@ -310,16 +374,20 @@ def reserve_steps_dir(output_dir, stem):
 def _run(a, net_factory, events, written, state):
     out_dir = a.output_dir
     if not a.list_layers and not a.source:
-        raise Refused('give a picture: python3 -m engine SOURCE [LAYER] [ITERATIONS] [OCTAVES] '
-                      '[OCTAVE_SCALE] (or --list-layers)')
+        raise Refused(
+            'give a picture: python3 -m engine SOURCE [LAYER] [ITERATIONS] [OCTAVES] '
+            '[OCTAVE_SCALE] (or --list-layers)'
+        )
     if not a.list_layers:
         try:
             os.makedirs(out_dir, exist_ok=True)
         except OSError as e:
             raise Refused('cannot create the output folder %s: %s' % (out_dir, e.strerror))
         if not os.access(out_dir, os.W_OK | os.X_OK):
-            raise Refused('cannot write to %s (uid %d): mount a folder this user may write, or '
-                          'give --output-dir' % (out_dir, os.getuid()))
+            raise Refused(
+                'cannot write to %s (uid %d): mount a folder this user may write, or '
+                'give --output-dir' % (out_dir, os.getuid())
+            )
         try:
             img, shown, stem = load_source(a.source, out_dir, a.max_size)
         except PictureError as e:
@@ -327,14 +395,17 @@ def _run(a, net_factory, events, written, state):
 
     net = net_factory(a.prototxt, a.weights)
     if a.list_layers:
-        rows = [dict(name=l.name, channels=int(l.channels), stride=int(l.stride))
-                for l in dreamable_layers(net)]
+        rows = [
+            dict(name=layer.name, channels=int(layer.channels), stride=int(layer.stride))
+            for layer in dreamable_layers(net)
+        ]
         if events.json:
             events._write(events.out, json.dumps({'layers': rows}))
         else:
             for r in rows:
-                events._write(events.out, '%-28s %5d channels  stride %d'
-                              % (r['name'], r['channels'], r['stride']))
+                events._write(
+                    events.out, '%-28s %5d channels  stride %d' % (r['name'], r['channels'], r['stride'])
+                )
         return 0
 
     H, W = img.shape[:2]
@@ -350,29 +421,56 @@ def _run(a, net_factory, events, written, state):
         state['steps_dir'] = steps_dir
     seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), 'little')
     total = a.octaves * a.iterations
-    events.emit('start', source=shown, layer=a.layer, width=W, height=H, octaves=a.octaves,
-                iterations=a.iterations, steps_total=total, seed=seed)
+    events.emit(
+        'start',
+        source=shown,
+        layer=a.layer,
+        width=W,
+        height=H,
+        octaves=a.octaves,
+        iterations=a.iterations,
+        steps_total=total,
+        seed=seed,
+    )
     t0 = time.monotonic()
     count = [0]
 
     def progress(octave, iteration, data):  # data (3,h,w) float32 BGR
         count[0] += 1
         h, w = data.shape[-2:]
-        events.emit('step', step=count[0], steps_total=total, octave=octave, iteration=iteration,
-                    width=w, height=h, elapsed=round(time.monotonic() - t0, 2))
+        events.emit(
+            'step',
+            step=count[0],
+            steps_total=total,
+            octave=octave,
+            iteration=iteration,
+            width=w,
+            height=h,
+            elapsed=round(time.monotonic() - t0, 2),
+        )
         if steps_dir:
             vis = dream.to_uint8(dream.deprocess(net.mean, data))  # (h,w,3) uint8
-            p = save_png_new(vis, steps_dir, '%s-%d-%d' % (layer_stem, octave, iteration),
-                             compress_level=1)
+            p = save_png_new(vis, steps_dir, '%s-%d-%d' % (layer_stem, octave, iteration), compress_level=1)
             written.append(p)
             events.emit('saved', kind='step', path=p)
 
-    result = dream.deepdream(net, img, iter_n=a.iterations, octave_n=a.octaves,
-                             octave_scale=a.octave_scale, end=a.layer, step_size=a.step_size,
-                             jitter=a.jitter, rng=np.random.RandomState(seed),
-                             progress=progress)
-    mine = os.path.basename(steps_dir)[:-len('-steps')] if steps_dir else None
-    taken = lambda cand: cand != mine and os.path.isdir(os.path.join(out_dir, cand + '-steps'))
+    result = dream.deepdream(
+        net,
+        img,
+        iter_n=a.iterations,
+        octave_n=a.octaves,
+        octave_scale=a.octave_scale,
+        end=a.layer,
+        step_size=a.step_size,
+        jitter=a.jitter,
+        rng=np.random.RandomState(seed),
+        progress=progress,
+    )
+    mine = os.path.basename(steps_dir)[: -len('-steps')] if steps_dir else None
+
+    def taken(cand):
+        return cand != mine and os.path.isdir(os.path.join(out_dir, cand + '-steps'))
+
     path = save_png_new(dream.to_uint8(result), out_dir, final_stem, reserved=taken)
     written.append(path)
     events.emit('saved', kind='final', path=path)
@@ -411,8 +509,9 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
         events.emit('error', code='internal', message=str(e))
         return 1
     except MemoryError:
-        events.emit('error', code='internal',
-                    message='out of memory: make the picture smaller with --max-size')
+        events.emit(
+            'error', code='internal', message='out of memory: make the picture smaller with --max-size'
+        )
         return 1
     except Exception as e:
         traceback.print_exc(file=stderr)

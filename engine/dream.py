@@ -8,11 +8,12 @@ engine/net.py instead of a caffe.Classifier:
 Given the same input, layer, parameters and jitter offsets it gives the notebook's picture
 (tests/unit/notebook_reference.py is the plain transcription it is tested against).
 """
-import numpy as np
 
+import numpy as np
 
 # -----------------------------------------------------------------------------
 # pre/post processing (notebook: preprocess, deprocess, showarray's uint8 cast)
+
 
 def _bias(mean):
     return np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)  # (3,1,1) BGR
@@ -36,6 +37,7 @@ def to_uint8(vis):
 # -----------------------------------------------------------------------------
 # scipy.ndimage.zoom(x, (1, zy, zx), order=1) in numpy
 
+
 def zoom_shape(n, z):
     """Output length scipy.ndimage.zoom gives for an axis of length n and factor z."""
     return int(round(n * z))
@@ -45,13 +47,13 @@ def _axis_taps(n_in, n_out):
     """Linear-interpolation taps along one axis, scipy's mapping with grid_mode=False:
     output index k samples input coordinate k * (n_in-1)/(n_out-1) (both ends aligned)."""
     z = (n_in - 1) / (n_out - 1) if n_out > 1 else 1.0
-    cc = np.arange(n_out, dtype=np.float64) * z                     # (n_out,) input coords
-    valid = (cc >= 0) & (cc <= n_in - 1)                            # outside -> cval 0
+    cc = np.arange(n_out, dtype=np.float64) * z  # (n_out,) input coords
+    valid = (cc >= 0) & (cc <= n_in - 1)  # outside -> cval 0
     cc = np.where(valid, cc, 0.0)
-    i0 = np.floor(cc).astype(np.intp)                               # (n_out,) left tap
-    w0 = 1.0 - (cc - i0)                                            # weight of left tap
-    w1 = 1.0 - w0                                                   # scipy: weights sum to 1
-    i1 = i0 + 1                                                     # right tap, mirrored at edge
+    i0 = np.floor(cc).astype(np.intp)  # (n_out,) left tap
+    w0 = 1.0 - (cc - i0)  # weight of left tap
+    w1 = 1.0 - w0  # scipy: weights sum to 1
+    i1 = i0 + 1  # right tap, mirrored at edge
     if n_in <= 1:
         i1 = np.zeros_like(i1)
     else:
@@ -68,13 +70,13 @@ def resize(x, h, w):
     y0, y1, wy0, wy1 = _axis_taps(H, h)  # (h,) each
     x0, x1, wx0, wx1 = _axis_taps(W, w)  # (w,) each
     src = x.astype(np.float64)
-    rows0, rows1 = src[:, y0, :], src[:, y1, :]           # (C,h,W) each
-    wy0, wy1 = wy0[:, None], wy1[:, None]                  # (h,1)
+    rows0, rows1 = src[:, y0, :], src[:, y1, :]  # (C,h,W) each
+    wy0, wy1 = wy0[:, None], wy1[:, None]  # (h,1)
     # same products and summation order as scipy's C loop: ((v*wy)*wx), corners y0x0,y0x1,y1x0,y1x1
     out = rows0[:, :, x0] * wy0 * wx0
     out += rows0[:, :, x1] * wy0 * wx1
     out += rows1[:, :, x0] * wy1 * wx0
-    out += rows1[:, :, x1] * wy1 * wx1                     # (C,h,w) float64
+    out += rows1[:, :, x1] * wy1 * wx1  # (C,h,w) float64
     return out.astype(x.dtype)
 
 
@@ -97,26 +99,36 @@ def octave_shapes(h, w, octave_n, octave_scale):
 # -----------------------------------------------------------------------------
 # the algorithm
 
-def make_step(net, data, step_size=1.5, end='inception_4c/output', jitter=32, clip=True,
-              rng=np.random):
+
+def make_step(net, data, step_size=1.5, end='inception_4c/output', jitter=32, clip=True, rng=np.random):
     """One gradient-ascent step on the L2 norm of blob `end`.
     data (3,H,W) float32 BGR minus mean -> new data (3,H,W) float32."""
-    ox, oy = rng.randint(-jitter, jitter + 1, 2)               # drawn as the notebook does
-    data = np.roll(np.roll(data, ox, -1), oy, -2)              # (3,H,W) jitter shift
-    g = net.input_gradient(data, end)                          # (3,H,W) d|end|^2/2 / d data
+    ox, oy = rng.randint(-jitter, jitter + 1, 2)  # drawn as the notebook does
+    data = np.roll(np.roll(data, ox, -1), oy, -2)  # (3,H,W) jitter shift
+    g = net.input_gradient(data, end)  # (3,H,W) d|end|^2/2 / d data
     gmean = np.abs(g).mean()
     if gmean > 0:  # the notebook would divide by zero (all units dead): no step instead
-        data += step_size / gmean * g                          # normalised ascent step
-    data = np.roll(np.roll(data, -ox, -1), -oy, -2)            # unshift
+        data += step_size / gmean * g  # normalised ascent step
+    data = np.roll(np.roll(data, -ox, -1), -oy, -2)  # unshift
     if clip:
-        bias = _bias(net.mean)                                 # (3,1,1)
-        data = np.clip(data, -bias, 255 - bias)                # stay a valid picture
+        bias = _bias(net.mean)  # (3,1,1)
+        data = np.clip(data, -bias, 255 - bias)  # stay a valid picture
     return data
 
 
-def deepdream(net, base_img, iter_n=10, octave_n=4, octave_scale=1.4,
-              end='inception_4c/output', clip=True, step_size=1.5, jitter=32,
-              rng=None, progress=None):
+def deepdream(
+    net,
+    base_img,
+    iter_n=10,
+    octave_n=4,
+    octave_scale=1.4,
+    end='inception_4c/output',
+    clip=True,
+    step_size=1.5,
+    jitter=32,
+    rng=None,
+    progress=None,
+):
     """base_img (H,W,3) RGB -> dreamed (H,W,3) float32 RGB (unclipped, like the notebook's).
 
     rng: something with numpy's legacy randint (np.random.RandomState(seed) for a repeatable
@@ -125,22 +137,21 @@ def deepdream(net, base_img, iter_n=10, octave_n=4, octave_scale=1.4,
     """
     rng = np.random if rng is None else rng
     # prepare base images for all octaves, largest first
-    octaves = [preprocess(net.mean, base_img)]                 # [(3,H,W)]
+    octaves = [preprocess(net.mean, base_img)]  # [(3,H,W)]
     for _ in range(octave_n - 1):
         octaves.append(zoom(octaves[-1], 1.0 / octave_scale, 1.0 / octave_scale))
 
     detail = np.zeros_like(octaves[-1])  # (3,h,w) network-produced details
     data = None
-    for octave, octave_base in enumerate(octaves[::-1]):     # smallest first
+    for octave, octave_base in enumerate(octaves[::-1]):  # smallest first
         h, w = octave_base.shape[-2:]
         if octave > 0:
             # upscale details from the previous octave (notebook: zoom by h/h1, w/w1)
             h1, w1 = detail.shape[-2:]
             detail = zoom(detail, 1.0 * h / h1, 1.0 * w / w1)  # (3,h,w)
-        data = octave_base + detail                            # (3,h,w)
+        data = octave_base + detail  # (3,h,w)
         for i in range(iter_n):
-            data = make_step(net, data, step_size=step_size, end=end, jitter=jitter,
-                             clip=clip, rng=rng)
+            data = make_step(net, data, step_size=step_size, end=end, jitter=jitter, clip=clip, rng=rng)
             if progress is not None:
                 progress(octave, i, data)
         # extract details produced on the current octave

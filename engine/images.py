@@ -5,6 +5,7 @@ and saved error pages as img.jpg; here every picture kind becomes (H,W,3) RGB ui
 anything else is refused with one line (PictureError).
 Works with Pillow 8.1 (Debian bullseye) and newer.
 """
+
 import io
 import os
 import struct
@@ -50,11 +51,11 @@ def _to_8bit(a):
     a = a.astype(np.float64)
     lo, hi = float(a.min()), float(a.max())
     if is_float and lo >= 0 and hi <= 1.0 and hi > 0:
-        a = a * 255.0                     # float pictures in [0, 1]
+        a = a * 255.0  # float pictures in [0, 1]
     elif lo >= 0 and hi <= 255:
-        pass                              # already 8-bit values
+        pass  # already 8-bit values
     elif lo >= 0 and hi <= 65535:
-        a = a / 257.0                     # 16-bit: 65535 -> 255
+        a = a / 257.0  # 16-bit: 65535 -> 255
     else:
         a = (a - lo) * (255.0 / (hi - lo))  # anything else: stretch its range
     return np.uint8(np.clip(np.round(a), 0, 255))
@@ -112,21 +113,26 @@ def load_rgb(source, max_size=None):
             im = Image.open(fp)
             if im.width * im.height > MAX_PIXELS:
                 raise Image.DecompressionBombError('too many pixels')
-            im.seek(0)           # animated: first frame
+            im.seek(0)  # animated: first frame
             im.load()
             rgb = to_rgb(_upright(im), im.format)
             rgb.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PictureError('%s has more than %d megapixels (possibly a decompression bomb): '
-                           'make it smaller first' % (name, MAX_PIXELS // 1000000))
+        raise PictureError(
+            '%s has more than %d megapixels (possibly a decompression bomb): '
+            'make it smaller first' % (name, MAX_PIXELS // 1000000)
+        )
     except UnidentifiedImageError:
         what = _sniff(head)
-        raise PictureError('%s is not a picture%s: give a PNG, JPEG, GIF, WebP, BMP or TIFF'
-                           % (name, ' (it is %s)' % what if what else ''))
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError,
-            struct.error) as e:
-        raise PictureError('%s is a damaged or truncated picture (%s): give a complete file'
-                           % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+        raise PictureError(
+            '%s is not a picture%s: give a PNG, JPEG, GIF, WebP, BMP or TIFF'
+            % (name, ' (it is %s)' % what if what else '')
+        )
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error) as e:
+        raise PictureError(
+            '%s is a damaged or truncated picture (%s): give a complete file'
+            % (name, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        )
     if max_size and max(rgb.size) > max_size:
         s = max_size / float(max(rgb.size))
         size = (max(1, int(round(rgb.width * s))), max(1, int(round(rgb.height * s))))
@@ -137,6 +143,7 @@ def load_rgb(source, max_size=None):
 # -----------------------------------------------------------------------------
 # saving
 
+
 def _open_exclusive(path):
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), 'wb')
 
@@ -144,7 +151,8 @@ def _open_exclusive(path):
 def write_png(fp, rgb, compress_level=6):
     """rgb (H,W,3) uint8 -> PNG bytes into the open file fp."""
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), 'RGB').save(
-        fp, format='PNG', compress_level=compress_level)
+        fp, format='PNG', compress_level=compress_level
+    )
 
 
 def save_png_new(rgb, directory, stem, reserved=None, compress_level=6):
@@ -175,4 +183,3 @@ def save_png_new(rgb, directory, stem, reserved=None, compress_level=6):
                 pass
             raise
         return path
-

@@ -7,6 +7,7 @@ Runs inside the image build (python3 standard library only). One retry; any fail
 (unreachable host, HTTP error, wrong checksum) exits 1 with one line that names the
 alternatives, so the build stops with a message a person can act on.
 """
+
 import hashlib
 import os
 import sys
@@ -14,12 +15,14 @@ import time
 import urllib.error
 import urllib.request
 
-TIMEOUT = 60          # seconds without a byte before giving up on a connection
-ATTEMPTS = 2          # first try + one retry
-ALTERNATIVES = ("build without downloading: use --weights untrained, --weights PATH, "
-                "or --weights-url URL --weights-sha1 HEX (docker build: --build-arg "
-                "WEIGHTS=untrained | WEIGHTS=file with weights/user.caffemodel | "
-                "WEIGHTS_URL=... WEIGHTS_SHA1=...)")
+TIMEOUT = 60  # seconds without a byte before giving up on a connection
+ATTEMPTS = 2  # first try + one retry
+ALTERNATIVES = (
+    "build without downloading: use --weights untrained, --weights PATH, "
+    "or --weights-url URL --weights-sha1 HEX (docker build: --build-arg "
+    "WEIGHTS=untrained | WEIGHTS=file with weights/user.caffemodel | "
+    "WEIGHTS_URL=... WEIGHTS_SHA1=...)"
+)
 
 
 def fail(msg):
@@ -45,7 +48,7 @@ def download(url, dest):
                 last = time.monotonic()
                 print("fetch-weights: %d of %s bytes" % (done, total or "?"), flush=True)
         if total and done != total:
-            raise IOError("connection closed after %d of %d bytes" % (done, total))
+            raise OSError("connection closed after %d of %d bytes" % (done, total))
     return sha1.hexdigest()
 
 
@@ -64,7 +67,7 @@ def main(argv):
             break
         except urllib.error.HTTPError as e:
             last_error = "%s answered HTTP %d %s" % (url, e.code, e.reason)
-            if e.code < 500:      # 404 and friends: retrying will not help
+            if e.code < 500:  # 404 and friends: retrying will not help
                 break
         except (urllib.error.URLError, OSError, ValueError) as e:
             last_error = "%s is unreachable (%s)" % (url, getattr(e, "reason", e))

@@ -1,4 +1,5 @@
 """Shared test set-up. Unit tests need nothing; integration tests need a real dockerd."""
+
 import os
 import sys
 

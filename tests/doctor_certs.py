@@ -5,6 +5,7 @@ make_pki(dir) writes, under dir:
   good/{ca,cert,key}.pem     a client cert with clientAuth, valid for a year
   expired/{ca,cert,key}.pem  a client cert that expired yesterday
 """
+
 import datetime
 import ipaddress
 import os
@@ -28,24 +29,46 @@ def key():
 def make_ca(name="ddctl test CA"):
     k = key()
     subj = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (x509.CertificateBuilder().subject_name(subj).issuer_name(subj).public_key(k.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(_now() - DAY)
-            .not_valid_after(_now() + 365 * DAY)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                         content_commitment=False, key_encipherment=False,
-                                         data_encipherment=False, key_agreement=False,
-                                         encipher_only=False, decipher_only=False), critical=True)
-            .sign(k, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subj)
+        .issuer_name(subj)
+        .public_key(k.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(_now() - DAY)
+        .not_valid_after(_now() + 365 * DAY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(k, hashes.SHA256())
+    )
     return cert, k
 
 
 def issue(ca, ca_key, cn, usage, ips=(), names=(), start=None, end=None, k=None):
     k = k or key()
-    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-         .issuer_name(ca.subject).public_key(k.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(start or _now() - DAY).not_valid_after(end or _now() + 365 * DAY)
-         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca.subject)
+        .public_key(k.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start or _now() - DAY)
+        .not_valid_after(end or _now() + 365 * DAY)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+    )
     sans = [x509.IPAddress(ipaddress.ip_address(i)) for i in ips] + [x509.DNSName(n) for n in names]
     if sans:
         b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
@@ -55,8 +78,11 @@ def issue(ca, ca_key, cn, usage, ips=(), names=(), start=None, end=None, k=None)
 def pem(obj):
     if isinstance(obj, x509.Certificate):
         return obj.public_bytes(serialization.Encoding.PEM)
-    return obj.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption())
+    return obj.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
 
 
 def write_set(d, ca, cert, k):
@@ -69,11 +95,22 @@ def write_set(d, ca, cert, k):
 
 def make_pki(base, server_ips=("127.0.0.2",), server_names=()):
     ca, ca_key = make_ca()
-    server, skey = issue(ca, ca_key, "ddctl test daemon", ExtendedKeyUsageOID.SERVER_AUTH, server_ips, server_names)
+    server, skey = issue(
+        ca, ca_key, "ddctl test daemon", ExtendedKeyUsageOID.SERVER_AUTH, server_ips, server_names
+    )
     good, gkey = issue(ca, ca_key, "ddctl test client", ExtendedKeyUsageOID.CLIENT_AUTH)
-    old, okey = issue(ca, ca_key, "ddctl expired client", ExtendedKeyUsageOID.CLIENT_AUTH,
-                      start=_now() - 400 * DAY, end=_now() - DAY)
-    return {"ca": ca, "ca_key": ca_key,
-            "server": write_set(os.path.join(base, "server"), ca, server, skey),
-            "good": write_set(os.path.join(base, "good"), ca, good, gkey),
-            "expired": write_set(os.path.join(base, "expired"), ca, old, okey)}
+    old, okey = issue(
+        ca,
+        ca_key,
+        "ddctl expired client",
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+        start=_now() - 400 * DAY,
+        end=_now() - DAY,
+    )
+    return {
+        "ca": ca,
+        "ca_key": ca_key,
+        "server": write_set(os.path.join(base, "server"), ca, server, skey),
+        "good": write_set(os.path.join(base, "good"), ca, good, gkey),
+        "expired": write_set(os.path.join(base, "expired"), ca, old, okey),
+    }

@@ -3,6 +3,7 @@
 The checks live in ddctl/doctor/; this module prints their results ([✓]/[!]/[✗]/[-]
 lines, hint and fix lines under problems, a summary line) or one JSON document.
 """
+
 import json
 
 from rich.markup import escape
@@ -18,9 +19,12 @@ MARKS = {OK: "[green][✓][/]", WARN: "[yellow][!][/]", FAIL: "[red][✗][/]", S
 
 
 def add_parser(sub):
-    p = sub.add_parser("doctor", help="find out why Docker does not answer, and fix what can be fixed",
-                       description="Check the Docker environment (endpoint, socket, TLS, daemon, image) "
-                                   "and say how to fix what is wrong.")
+    p = sub.add_parser(
+        "doctor",
+        help="find out why Docker does not answer, and fix what can be fixed",
+        description="Check the Docker environment (endpoint, socket, TLS, daemon, image) "
+        "and say how to fix what is wrong.",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="show what each check found")
     p.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
     p.add_argument("--fix", action="store_true", help="apply the fixes the checks offer, then check again")
@@ -33,8 +37,11 @@ def add_parser(sub):
     e.set_defaults(func=run_env)
 
     pr = dsub.add_parser("profile", help="check or add the boot2docker wait4eth1 fix on the daemon's host")
-    pr.add_argument("--path", default="/var/lib/boot2docker/profile",
-                    help="the profile on the daemon's host (default: %(default)s)")
+    pr.add_argument(
+        "--path",
+        default="/var/lib/boot2docker/profile",
+        help="the profile on the daemon's host (default: %(default)s)",
+    )
     pr.add_argument("--apply", action="store_true", help="append the wait4eth1 snippet (once)")
     pr.add_argument("--image", help="run the repair in this image (default: one already on the daemon)")
     pr.set_defaults(func=run_profile)
@@ -58,7 +65,7 @@ def run(args, ui):
             fixes = apply_fixes(results, ctx)
         finally:
             ctx.close()
-        if fixes:   # check again, so that what is printed is the state after the fixes
+        if fixes:  # check again, so that what is printed is the state after the fixes
             results, ctx = diagnose()
     else:
         results, ctx = diagnose()
@@ -67,8 +74,13 @@ def run(args, ui):
         code = 1
     counts = summarize(results)
     if args.json:
-        doc = {"checks": [r.as_dict() for r in results], "summary": counts, "fixes": fixes,
-               "endpoint": ctx.endpoint.host if ctx.endpoint else None, "exit_code": code}
+        doc = {
+            "checks": [r.as_dict() for r in results],
+            "summary": counts,
+            "fixes": fixes,
+            "endpoint": ctx.endpoint.host if ctx.endpoint else None,
+            "exit_code": code,
+        }
         ui.out.file.write(json.dumps(doc, indent=2, default=str) + "\n")
         ui.out.file.flush()
         return code
@@ -84,8 +96,10 @@ def run(args, ui):
         if args.verbose:
             for k, v in r.data.items():
                 ui.out.print(f"      [dim]{escape(k)}: {escape(str(v))}[/]", soft_wrap=True)
-    line = (f"{counts[OK]} ok, {counts[WARN]} warning{'s' if counts[WARN] != 1 else ''}, "
-            f"{counts[FAIL]} failed" + (f", {counts[SKIPPED]} skipped" if counts[SKIPPED] else ""))
+    line = (
+        f"{counts[OK]} ok, {counts[WARN]} warning{'s' if counts[WARN] != 1 else ''}, "
+        f"{counts[FAIL]} failed" + (f", {counts[SKIPPED]} skipped" if counts[SKIPPED] else "")
+    )
     style = "red" if counts[FAIL] else ("yellow" if counts[WARN] else "green")
     ui.out.print(f"[{style}]{line}[/]", soft_wrap=True)
     return code
@@ -102,12 +116,17 @@ def run_env(args, ui):
         ui.err.print(f"# {escape(shellenv.tcp_form(host))}: {escape(why)}", soft_wrap=True)
         bundles = shellenv.overriding_bundles(tls)
         if bundles:
-            ui.err.print(f"# warning: {' and '.join(bundles)} {'are' if len(bundles) > 1 else 'is'} set: docker-py would verify the daemon against "
-                         f"that bundle instead of ca.pem; unset {'them' if len(bundles) > 1 else 'it'} for docker-py scripts", soft_wrap=True)
+            ui.err.print(
+                f"# warning: {' and '.join(bundles)} {'are' if len(bundles) > 1 else 'is'} set: docker-py would verify the daemon against "
+                f"that bundle instead of ca.pem; unset {'them' if len(bundles) > 1 else 'it'} for docker-py scripts",
+                soft_wrap=True,
+            )
     ui.out.file.write(shellenv.render(shell, settings, flags))
     ui.out.file.flush()
-    ui.err.print(f"Run this command to configure your shell: {escape(shellenv.eval_hint(shell, flags))}",
-                 soft_wrap=True)
+    ui.err.print(
+        f"Run this command to configure your shell: {escape(shellenv.eval_hint(shell, flags))}",
+        soft_wrap=True,
+    )
     return 0
 
 
@@ -119,18 +138,25 @@ def run_profile(args, ui):
             if state == "present":
                 ui.out.print(f"{escape(args.path)} already waits for eth1: nothing changed.", soft_wrap=True)
             else:
-                ui.out.print(f"Appended the wait4eth1 snippet to {escape(args.path)} (its {lines} existing lines "
-                             f"kept; ran in {escape(image)}).", soft_wrap=True)
+                ui.out.print(
+                    f"Appended the wait4eth1 snippet to {escape(args.path)} (its {lines} existing lines "
+                    f"kept; ran in {escape(image)}).",
+                    soft_wrap=True,
+                )
                 ui.out.print(f"Now {escape(profile.RESTART)}.", soft_wrap=True)
             return 0
         state = profile.inspect(client, args.path, args.image)
         if state == "present":
-            ui.out.print(f"[green][✓][/] {escape(args.path)} waits for eth1 before making TLS certificates.",
-                         soft_wrap=True)
+            ui.out.print(
+                f"[green][✓][/] {escape(args.path)} waits for eth1 before making TLS certificates.",
+                soft_wrap=True,
+            )
             return 0
         what = "does not exist" if state == "missing" else "does not wait for eth1"
-        ui.out.print(f"[yellow][!][/] {escape(args.path)} {what}: `ddctl doctor profile --apply` appends:",
-                     soft_wrap=True)
+        ui.out.print(
+            f"[yellow][!][/] {escape(args.path)} {what}: `ddctl doctor profile --apply` appends:",
+            soft_wrap=True,
+        )
         ui.out.file.write(profile.snippet() + "\n")
         return 1
     finally:

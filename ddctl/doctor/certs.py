@@ -4,6 +4,7 @@ check_client_files() looks at DOCKER_CERT_PATH's ca.pem / cert.pem / key.pem the
 daemon will; server_names() and name_matches() read and compare the SANs of the server
 certificate obtained in a handshake (see checks.check_server_cert).
 """
+
 import datetime
 import ipaddress
 import os
@@ -20,11 +21,15 @@ def now():
 
 
 def not_after(cert):
-    return getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+    return getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after.replace(
+        tzinfo=datetime.timezone.utc
+    )
 
 
 def not_before(cert):
-    return getattr(cert, "not_valid_before_utc", None) or cert.not_valid_before.replace(tzinfo=datetime.timezone.utc)
+    return getattr(cert, "not_valid_before_utc", None) or cert.not_valid_before.replace(
+        tzinfo=datetime.timezone.utc
+    )
 
 
 def load_cert(path):
@@ -74,8 +79,11 @@ def check_client_files(ca_path, cert_path, key_path, at=None):
     certificate's, a certificate not signed by ca.pem, no clientAuth usage, expiry.
     """
     problems, loaded = [], {}
-    for label, path, loader in (("ca.pem", ca_path, load_cert), ("cert.pem", cert_path, load_cert),
-                                ("key.pem", key_path, load_key)):
+    for label, path, loader in (
+        ("ca.pem", ca_path, load_cert),
+        ("cert.pem", cert_path, load_cert),
+        ("key.pem", key_path, load_key),
+    ):
         if not path:
             continue
         if not os.path.exists(path):
@@ -89,17 +97,31 @@ def check_client_files(ca_path, cert_path, key_path, at=None):
         except Exception as exc:
             problems.append(("fail", f"{label} cannot be read as PEM ({type(exc).__name__}: {exc})"))
     ca, cert, key = loaded.get("ca.pem"), loaded.get("cert.pem"), loaded.get("key.pem")
-    if cert is not None and key is not None and _public_bytes(cert.public_key()) != _public_bytes(key.public_key()):
+    if (
+        cert is not None
+        and key is not None
+        and _public_bytes(cert.public_key()) != _public_bytes(key.public_key())
+    ):
         problems.append(("fail", "key.pem is not the key of cert.pem"))
     if cert is not None and ca is not None and not issued_by(cert, ca):
-        problems.append(("fail", f"cert.pem was not issued by ca.pem (issuer {cert.issuer.rfc4514_string()}, "
-                                 f"ca.pem is {ca.subject.rfc4514_string()})"))
+        problems.append(
+            (
+                "fail",
+                f"cert.pem was not issued by ca.pem (issuer {cert.issuer.rfc4514_string()}, "
+                f"ca.pem is {ca.subject.rfc4514_string()})",
+            )
+        )
     if cert is not None:
         try:
             eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
             if ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-                problems.append(("fail", "cert.pem is not usable for client authentication "
-                                         "(no clientAuth in its extended key usage)"))
+                problems.append(
+                    (
+                        "fail",
+                        "cert.pem is not usable for client authentication "
+                        "(no clientAuth in its extended key usage)",
+                    )
+                )
         except x509.ExtensionNotFound:
             pass
         p = validity_problem(cert, "cert.pem", at)

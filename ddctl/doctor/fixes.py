@@ -3,6 +3,7 @@
 A fix runs only for a check that announced it (CheckResult.fix); it returns a sentence
 saying what it did, or raises DdctlError saying why it could not.
 """
+
 import json
 import os
 
@@ -35,8 +36,10 @@ def fix_profile(ctx, result):
     state, lines, image = profile.apply(ctx.client, PROFILE)
     if state == "present":
         return f"{PROFILE} already waits for eth1; nothing changed"
-    return (f"appended the wait4eth1 snippet to {PROFILE} (its {lines} lines kept; ran in {image}); "
-            + profile.RESTART)
+    return (
+        f"appended the wait4eth1 snippet to {PROFILE} (its {lines} lines kept; ran in {image}); "
+        + profile.RESTART
+    )
 
 
 FIXES = {"endpoint": fix_current_context, "boot2docker-profile": fix_profile}

@@ -5,6 +5,7 @@ the daemon bind-mounts the profile's folder and appends provision/boot2docker-wa
 between marker lines, once: the file is only ever appended to (docker-machine keeps its
 CACERT/SERVERCERT/DOCKER_TLS/EXTRA_ARGS lines there), then fsync'ed. Nothing is pulled.
 """
+
 import os
 import posixpath
 import sys
@@ -20,8 +21,10 @@ END = "# <<< ddctl wait4eth1 <<<"
 SNIPPET_NAME = "boot2docker-wait4eth1.sh"
 PREFERRED = ("ddctl/deepdream:latest", "debian:bullseye-slim", "busybox:latest", "alpine:latest")
 LABELS = {"io.ddctl.doctor": "1"}
-RESTART = ("restart the VM (`boot2docker restart` / `docker-machine restart NAME`) and run "
-           "`eval \"$(ddctl doctor env)\"`")
+RESTART = (
+    "restart the VM (`boot2docker restart` / `docker-machine restart NAME`) and run "
+    "`eval \"$(ddctl doctor env)\"`"
+)
 
 # Runs in the container with sh builtins only (plus `sync` when the image has it).
 # Any line mentioning wait4eth1 (ours, or the 2015 guide's hand-written function) counts.
@@ -50,8 +53,10 @@ def snippet_path():
         p = os.path.join(d, SNIPPET_NAME)
         if os.path.exists(p):
             return p
-    raise DdctlError(f"{SNIPPET_NAME} is not installed with ddctl (looked next to the package and in "
-                     f"{sys.prefix}/share/ddctl/provision): reinstall ddctl.")
+    raise DdctlError(
+        f"{SNIPPET_NAME} is not installed with ddctl (looked next to the package and in "
+        f"{sys.prefix}/share/ddctl/provision): reinstall ddctl."
+    )
 
 
 def snippet():
@@ -72,8 +77,10 @@ def candidate_images(client, preferred=None):
     tags += [t for t in PREFERRED if t in present]
     tags += [i.tags[0] for i in images if i.tags and i.tags[0] not in tags]
     if not tags:
-        raise DdctlError("No image on the daemon to run the repair in (ddctl never pulls one): "
-                         "`ddctl build` first, or load any small image with /bin/sh.")
+        raise DdctlError(
+            "No image on the daemon to run the repair in (ddctl never pulls one): "
+            "`ddctl build` first, or load any small image with /bin/sh."
+        )
     return tags
 
 
@@ -86,11 +93,23 @@ def _run(client, path, mode, image=None):
     for tag in candidate_images(client, image)[:3]:
         try:
             code, out, err = run_to_completion(
-                client, tag, timeout=60, entrypoint=["/bin/sh", "-c", SCRIPT], command=[],
-                user="0:0", environment=env, network_mode="none", labels=LABELS,
-                mounts=[docker.types.Mount(target="/target", source=folder, type="bind")])
+                client,
+                tag,
+                timeout=60,
+                entrypoint=["/bin/sh", "-c", SCRIPT],
+                command=[],
+                user="0:0",
+                environment=env,
+                network_mode="none",
+                labels=LABELS,
+                mounts=[docker.types.Mount(target="/target", source=folder, type="bind")],
+            )
             out = (out + err).strip()
-            if code == 0 and out.split()[:1] and out.split()[0] in ("present", "absent", "missing", "appended"):
+            if (
+                code == 0
+                and out.split()[:1]
+                and out.split()[0] in ("present", "absent", "missing", "appended")
+            ):
                 state, lines = out.split()[:2]
                 return state, int(lines), tag
             errors.append(f"{tag}: exit {code}: {out[-200:]}")
@@ -101,8 +120,9 @@ def _run(client, path, mode, image=None):
             errors.append(f"{tag}: {text}")
         except Exception as exc:
             errors.append(f"{tag}: {exc}")
-    raise DdctlError(f"Could not {'edit' if mode == 'apply' else 'read'} {path} through a container: "
-                     + "; ".join(errors))
+    raise DdctlError(
+        f"Could not {'edit' if mode == 'apply' else 'read'} {path} through a container: " + "; ".join(errors)
+    )
 
 
 def inspect(client, path, image=None):

@@ -1,4 +1,5 @@
 """The result of one check (pipx `commands/health.py` style): the CLI renders it."""
+
 from dataclasses import asdict, dataclass, field
 from typing import Optional
 
@@ -7,13 +8,13 @@ OK, WARN, FAIL, SKIPPED = "ok", "warn", "fail", "skipped"
 
 @dataclass
 class CheckResult:
-    name: str                    # stable id: endpoint, socket, protocol, ...
-    status: str                  # ok | warn | fail | skipped
-    detail: str                  # one line: what was found
-    hint: Optional[str] = None   # what to do about it (a command to run)
-    fix: Optional[str] = None    # what `ddctl doctor --fix` will do, when it can
+    name: str  # stable id: endpoint, socket, protocol, ...
+    status: str  # ok | warn | fail | skipped
+    detail: str  # one line: what was found
+    hint: Optional[str] = None  # what to do about it (a command to run)
+    fix: Optional[str] = None  # what `ddctl doctor --fix` will do, when it can
     data: dict = field(default_factory=dict)  # facts for -v and --json
-    title: str = ""              # human name, filled in by the runner
+    title: str = ""  # human name, filled in by the runner
 
     def as_dict(self):
         return asdict(self)

@@ -4,6 +4,7 @@ A check that does not apply (the socket check for a tcp:// endpoint) returns `sk
 itself and blocks nothing; a check that failed, or was skipped because something it needs
 failed, blocks every check that requires it, and those say which one and why.
 """
+
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -16,13 +17,13 @@ class Context:
     """What the checks learn and share (one doctor run)."""
 
     env: dict = field(default_factory=lambda: dict(os.environ))
-    endpoint: object = None          # ddctl.client.Endpoint, once resolved
-    tls: Optional[dict] = None       # {"ca", "cert", "key", "verify", "dir"} when TLS is on
-    found: list = field(default_factory=list)   # live sockets of other engines
-    client: object = None            # docker.DockerClient once the daemon answered
+    endpoint: object = None  # ddctl.client.Endpoint, once resolved
+    tls: Optional[dict] = None  # {"ca", "cert", "key", "verify", "dir"} when TLS is on
+    found: list = field(default_factory=list)  # live sockets of other engines
+    client: object = None  # docker.DockerClient once the daemon answered
     version: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
-    engine: str = ""                 # Docker Desktop, Podman, rootless Docker, boot2docker, ...
+    engine: str = ""  # Docker Desktop, Podman, rootless Docker, boot2docker, ...
     port_speaks: Optional[str] = None  # "tls" | "plain" for tcp:// endpoints
     timeout: float = 5.0
     results: dict = field(default_factory=dict)
@@ -40,7 +41,7 @@ class Context:
 class Check:
     name: str
     title: str
-    func: Callable                   # func(ctx) -> CheckResult
+    func: Callable  # func(ctx) -> CheckResult
     requires: tuple = ()
 
 
@@ -48,8 +49,10 @@ def run_checks(checks, ctx):
     """Run `checks` (a sequence of Check) in order; return the list of CheckResult."""
     results, blocked = [], {}
     for check in checks:
-        why = next((f"needs {check_title(checks, r)}, which {blocked[r]}"
-                    for r in check.requires if r in blocked), None)
+        why = next(
+            (f"needs {check_title(checks, r)}, which {blocked[r]}" for r in check.requires if r in blocked),
+            None,
+        )
         if why:
             res = CheckResult(check.name, SKIPPED, why)
             blocked[check.name] = "was skipped"
@@ -57,8 +60,12 @@ def run_checks(checks, ctx):
             try:
                 res = check.func(ctx)
             except Exception as exc:  # a bug in a check must not hide the others
-                res = CheckResult(check.name, FAIL, f"the check itself crashed: {exc!r}",
-                                  hint="Please report this with `ddctl --debug doctor -v`.")
+                res = CheckResult(
+                    check.name,
+                    FAIL,
+                    f"the check itself crashed: {exc!r}",
+                    hint="Please report this with `ddctl --debug doctor -v`.",
+                )
             res.name = check.name
             if res.status == FAIL:
                 blocked[check.name] = "failed"

@@ -1,6 +1,7 @@
 """`ddctl doctor env`: the shell lines that point DOCKER_* at a daemon, in the formats of
 `boot2docker shellinit` and `docker-machine env` (one line per variable, a trailing
 comment that says how to eval them; the eval hint itself goes to stderr)."""
+
 import os
 
 from ddctl.doctor.checks import probe_sockets, tls_from_config, tls_from_env
@@ -21,7 +22,7 @@ def detect_shell(env=None):
         return name
     if not name and os.name == "nt":
         return "powershell"
-    return "bash"   # sh, dash, ksh...: `export NAME="v"` works in every POSIX shell
+    return "bash"  # sh, dash, ksh...: `export NAME="v"` works in every POSIX shell
 
 
 def _dq(value, specials):
@@ -41,16 +42,24 @@ def set_line(shell, name, value):
 
 
 def unset_line(shell, name):
-    return {"bash": f"unset {name}", "zsh": f"unset {name}", "fish": f"set -e {name};",
-            "powershell": f"Remove-Item Env:\\{name} -ErrorAction SilentlyContinue",
-            "cmd": f"SET {name}="}[shell]
+    return {
+        "bash": f"unset {name}",
+        "zsh": f"unset {name}",
+        "fish": f"set -e {name};",
+        "powershell": f"Remove-Item Env:\\{name} -ErrorAction SilentlyContinue",
+        "cmd": f"SET {name}=",
+    }[shell]
 
 
 def eval_hint(shell, args=""):
     cmd = f"ddctl doctor env{args}"
-    return {"bash": f'eval "$({cmd})"', "zsh": f'eval "$({cmd})"', "fish": f"eval ({cmd})",
-            "powershell": f"& {cmd} | Invoke-Expression",
-            "cmd": f"@FOR /f \"tokens=*\" %i IN ('{cmd}') DO @%i"}[shell]
+    return {
+        "bash": f'eval "$({cmd})"',
+        "zsh": f'eval "$({cmd})"',
+        "fish": f"eval ({cmd})",
+        "powershell": f"& {cmd} | Invoke-Expression",
+        "cmd": f"@FOR /f \"tokens=*\" %i IN ('{cmd}') DO @%i",
+    }[shell]
 
 
 def render(shell, settings, args=""):
@@ -65,9 +74,9 @@ def tcp_form(host):
     """DOCKER_HOST as the docker CLI spells it (docker-py may have made tcp:// https://)."""
     for prefix in ("https://", "http://"):
         if host.startswith(prefix):
-            return "tcp://" + host[len(prefix):]
+            return "tcp://" + host[len(prefix) :]
     if host.startswith("http+unix://"):
-        return "unix://" + host[len("http+unix://"):]
+        return "unix://" + host[len("http+unix://") :]
     return host
 
 
@@ -80,13 +89,14 @@ def settings_for(host, tls, env):
     else:
         out += [("DOCKER_TLS_VERIFY", None), ("DOCKER_CERT_PATH", None)]
     if env.get("DOCKER_CONTEXT"):
-        out.append(("DOCKER_CONTEXT", None))   # DOCKER_HOST wins anyway; avoid the conflict
+        out.append(("DOCKER_CONTEXT", None))  # DOCKER_HOST wins anyway; avoid the conflict
     return out
 
 
 def overriding_bundles(tls, env=None):
     """CA bundle variables that make requests (and so docker-py) ignore ca.pem."""
     from ddctl.doctor.checks import CA_BUNDLE_VARS
+
     env = os.environ if env is None else env
     return [v for v in CA_BUNDLE_VARS if env.get(v)] if tls and tls.get("verify") else []
 
@@ -99,6 +109,7 @@ def choose(env=None, timeout=3):
     """(host, tls, why): the endpoint in effect when it answers, else a live one found."""
     from ddctl.client import make_client, resolve_endpoint
     from ddctl.doctor.runner import Context
+
     env = dict(os.environ if env is None else env)
     reason = None
     try:

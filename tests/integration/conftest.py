@@ -4,18 +4,19 @@ When none answers they are skipped with the reason, except under CI=true, where 
 missing daemon fails the run: a green CI that skipped the real tests is not green.
 Everything a test creates carries the label io.ddctl.test=1 and is removed after.
 """
+
 import os
 import uuid
 
 import pytest
+from dockertest import BASE_IMAGE, TEST_LABEL, TEST_LABEL_FILTER  # noqa: F401
+
+# The dream image, built once per session with untrained weights (image_fixtures.py).
+# Imported here only: a fixture imported into several test modules is built once per module.
+from image_fixtures import dream_image  # noqa: F401
 
 from ddctl.client import make_client
 from ddctl.errors import DdctlError
-
-from dockertest import BASE_IMAGE, TEST_LABEL, TEST_LABEL_FILTER  # noqa: F401
-# The dream image, built once per session with untrained weights (image_fixtures.py).
-# Imported here only: a fixture imported into several test modules is built once per module.
-from image_fixtures import dream_image  # noqa: F401,E402
 
 
 def _connect():

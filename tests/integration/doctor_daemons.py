@@ -4,6 +4,7 @@ Each daemon gets its own data and exec roots under one short temporary folder (u
 socket paths must stay under 108 bytes) and the flags of DESIGN.md; the machine's main
 dockerd (/var/run/docker.sock) is never touched.
 """
+
 import os
 import shutil
 import signal
@@ -29,14 +30,29 @@ class Dockerd:
         self.pidfile = os.path.join(self.root, "pid")
         self.log = os.path.join(self.root, "log")
         os.makedirs(self.root, exist_ok=True)
-        self.args = (["dockerd"] + FLAGS + ["--data-root", self.data_root, "--exec-root", os.path.join(self.root, "x"),
-                      "--pidfile", self.pidfile, "-H", "unix://" + self.sock]
-                     + [a for h in hosts for a in ("-H", h)] + list(extra))
+        self.args = (
+            ["dockerd"]
+            + FLAGS
+            + [
+                "--data-root",
+                self.data_root,
+                "--exec-root",
+                os.path.join(self.root, "x"),
+                "--pidfile",
+                self.pidfile,
+                "-H",
+                "unix://" + self.sock,
+            ]
+            + [a for h in hosts for a in ("-H", h)]
+            + list(extra)
+        )
         self.proc = None
 
     def start(self):
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         return self
 
     def answers(self):
@@ -71,7 +87,7 @@ class Dockerd:
     def stop(self):
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM)   # our own pid only
+        self.proc.send_signal(signal.SIGTERM)  # our own pid only
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:

@@ -8,17 +8,17 @@ weights' host is unreachable on test machines) once per session and yields its t
 image keeps its tag after the session (later runs reuse the layer cache); it carries
 io.ddctl.test=1. Helpers here are shared with test_image.py.
 """
+
 import io
 import os
 import tarfile
 
 import docker
 import pytest
-
 from dockertest import TEST_LABEL
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-IMAGE_TAG = "ddctl/deepdream:test"
+IMAGE_TAG = os.environ.get("DDCTL_TEST_IMAGE") or "ddctl/deepdream:test"
 BUILD_TIMEOUT = 1500  # seconds: a cold build (apt) takes 1-2 minutes here
 
 
@@ -33,9 +33,17 @@ def api_client(docker_client=None):
 def build_image(api, tag, buildargs, path=REPO):
     """Build `path` with host networking; return (image id or None, log text, error or None)."""
     log, error, image_id = [], None, None
-    for chunk in api.build(path=path, tag=tag, buildargs=buildargs, network_mode="host",
-                           decode=True, rm=True, forcerm=True, labels=dict(TEST_LABEL),
-                           timeout=BUILD_TIMEOUT):
+    for chunk in api.build(
+        path=path,
+        tag=tag,
+        buildargs=buildargs,
+        network_mode="host",
+        decode=True,
+        rm=True,
+        forcerm=True,
+        labels=dict(TEST_LABEL),
+        timeout=BUILD_TIMEOUT,
+    ):
         if "stream" in chunk:
             log.append(chunk["stream"])
         if "error" in chunk:
@@ -71,6 +79,5 @@ def dream_image(docker_client, base_image):
     api = api_client(docker_client)
     image_id, log, error = build_image(api, IMAGE_TAG, {"WEIGHTS": "untrained"})
     if error:
-        pytest.fail("the dream image did not build with WEIGHTS=untrained: %s\n%s"
-                    % (error, log[-4000:]))
+        pytest.fail("the dream image did not build with WEIGHTS=untrained: %s\n%s" % (error, log[-4000:]))
     return IMAGE_TAG

@@ -1,5 +1,6 @@
 """`ddctl build`, `ddctl run` and `ddctl layers` end to end: the real CLI, the real daemon,
 the real image (untrained weights), pictures served on 127.0.0.1. Small sizes throughout."""
+
 import hashlib
 import http.server
 import io
@@ -13,22 +14,28 @@ import time
 import uuid
 
 import pytest
+from dockertest import TEST_LABELS_ENV
 from PIL import Image
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SMALL = ["2", "2", "--max-size", "160"]       # ITERATIONS OCTAVES + a small working size
+SMALL = ["2", "2", "--max-size", "160"]  # ITERATIONS OCTAVES + a small working size
 
 
 def ddctl(*args, env=None, cwd=None, timeout=300):
     full_env = {k: v for k, v in os.environ.items() if k != "DDCTL_TRANSFER"}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "ddctl", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd or ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "ddctl", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+    )
 
 
 def last_line(text):
-    lines = [l for l in text.splitlines() if l.strip()]
+    lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 
@@ -90,7 +97,7 @@ def tag():
 
 
 def env_for(tag, **more):
-    return {"DDCTL_LABELS": f"io.ddctl.test=1,io.ddctl.testcase={tag}", **more}
+    return {"DDCTL_LABELS": f"{TEST_LABELS_ENV},io.ddctl.testcase={tag}", **more}
 
 
 def containers_of(docker_client, tag):
@@ -107,14 +114,22 @@ def assert_png_of_user(path):
 
 # --- build ------------------------------------------------------------------------------
 
-def test_build_through_the_cli_shows_steps_and_a_summary(docker_client, dream_image):  # noqa: F811
+
+def test_build_through_the_cli_shows_steps_and_a_summary(docker_client, dream_image):
     name = "ddctl/deepdream:test-cli-" + uuid.uuid4().hex[:6]
     try:
-        r = ddctl("build", "--weights", "untrained", "--tag", name,
-                  env={"DDCTL_LABELS": "io.ddctl.test=1"}, timeout=1500)
+        r = ddctl(
+            "build",
+            "--weights",
+            "untrained",
+            "--tag",
+            name,
+            env={"DDCTL_LABELS": TEST_LABELS_ENV},
+            timeout=1500,
+        )
         assert r.returncode == 0, r.stderr[-3000:]
         assert re.search(r"^step 1/\d+: ", r.stderr, re.M), r.stderr[:2000]
-        assert re.search(r"^step (\d+)/\1: ", r.stderr, re.M)          # the last step too
+        assert re.search(r"^step (\d+)/\1: ", r.stderr, re.M)  # the last step too
         assert f"built {name}" in r.stdout and re.search(r"size\s+\d+(\.\d)? [MG]B", r.stdout)
         assert re.search(r"weights\s+untrained", r.stdout)
         assert "untrained weights" in r.stderr and "Traceback" not in r.stderr
@@ -127,13 +142,21 @@ def test_build_through_the_cli_shows_steps_and_a_summary(docker_client, dream_im
             pass
 
 
-def test_a_weights_download_failure_names_the_step_and_the_alternatives(docker_client, dream_image):  # noqa: F811
+def test_a_weights_download_failure_names_the_step_and_the_alternatives(docker_client, dream_image):
     name = "ddctl/deepdream:test-wfail-" + uuid.uuid4().hex[:6]
-    r = ddctl("build", "--tag", name, "--weights-url", "http://127.0.0.1:9/w.caffemodel",
-              "--weights-sha1", "0123456789abcdef0123456789abcdef01234567",
-              env={"DDCTL_LABELS": "io.ddctl.test=1"}, timeout=900)
+    r = ddctl(
+        "build",
+        "--tag",
+        name,
+        "--weights-url",
+        "http://127.0.0.1:9/w.caffemodel",
+        "--weights-sha1",
+        "0123456789abcdef0123456789abcdef01234567",
+        env={"DDCTL_LABELS": TEST_LABELS_ENV},
+        timeout=900,
+    )
     assert r.returncode == 1
-    fail = [l for l in r.stderr.splitlines() if l.startswith("ddctl: ")]
+    fail = [line for line in r.stderr.splitlines() if line.startswith("ddctl: ")]
     assert len(fail) == 1 and re.search(r"failed at step \d+/\d+ \(RUN ", fail[0]), r.stderr[-3000:]
     assert "http://127.0.0.1:9/w.caffemodel is unreachable" in fail[0] and "--weights untrained" in fail[0]
     assert "Last lines of that step:" in r.stderr and "Traceback" not in r.stderr
@@ -143,15 +166,25 @@ def test_a_weights_download_failure_names_the_step_and_the_alternatives(docker_c
 def test_build_with_clashing_weight_options_is_one_line(docker_client):
     r = ddctl("build", "--weights-url", "http://127.0.0.1:9/w.caffemodel")
     assert r.returncode == 2 and "go together" in r.stderr
-    assert len([l for l in r.stderr.splitlines() if l.strip()]) == 1
+    assert len([line for line in r.stderr.splitlines() if line.strip()]) == 1
 
 
 # --- run: pictures in, pictures out ----------------------------------------------------------
 
-def test_a_url_is_dreamed_into_the_folder_as_the_caller(docker_client, dream_image, web, tmp_path, tag):  # noqa: F811
+
+def test_a_url_is_dreamed_into_the_folder_as_the_caller(docker_client, dream_image, web, tmp_path, tag):
     out = tmp_path / "new" / "dreams"
-    r = ddctl("run", web + "/photos/cat.jpg", "inception_4c/output", *SMALL, "--image", dream_image,
-              "-o", str(out), env=env_for(tag))
+    r = ddctl(
+        "run",
+        web + "/photos/cat.jpg",
+        "inception_4c/output",
+        *SMALL,
+        "--image",
+        dream_image,
+        "-o",
+        str(out),
+        env=env_for(tag),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     path = last_line(r.stdout)
     assert path == str(out / "cat-inception_4c-output-i2-o2.png")
@@ -161,59 +194,102 @@ def test_a_url_is_dreamed_into_the_folder_as_the_caller(docker_client, dream_ima
     assert containers_of(docker_client, tag) == []
 
 
-@pytest.mark.parametrize("name, data, size", [
-    ("phone.jpg", exif_rotated_jpeg(), (96, 160)),            # shown upright: portrait
-    ("logo.png", picture("PNG", "RGBA", (160, 100)), (160, 100)),
-    ("grey.jpg", picture("JPEG", "L", (160, 100)), (160, 100)),
-    ("web.webp", picture("WEBP", "RGB", (160, 100)), (160, 100)),
-], ids=["exif-rotated-jpeg", "rgba-png", "greyscale-jpeg", "webp"])
-def test_pictures_users_really_have_dream(dream_image, tmp_path, tag, name, data, size):  # noqa: F811
+@pytest.mark.parametrize(
+    "name, data, size",
+    [
+        ("phone.jpg", exif_rotated_jpeg(), (96, 160)),  # shown upright: portrait
+        ("logo.png", picture("PNG", "RGBA", (160, 100)), (160, 100)),
+        ("grey.jpg", picture("JPEG", "L", (160, 100)), (160, 100)),
+        ("web.webp", picture("WEBP", "RGB", (160, 100)), (160, 100)),
+    ],
+    ids=["exif-rotated-jpeg", "rgba-png", "greyscale-jpeg", "webp"],
+)
+def test_pictures_users_really_have_dream(dream_image, tmp_path, tag, name, data, size):
     src = tmp_path / name
     src.write_bytes(data)
-    r = ddctl("run", str(src), "inception_3b/output", *SMALL, "--image", dream_image,
-              "-o", str(tmp_path / "out"), env=env_for(tag))
+    r = ddctl(
+        "run",
+        str(src),
+        "inception_3b/output",
+        *SMALL,
+        "--image",
+        dream_image,
+        "-o",
+        str(tmp_path / "out"),
+        env=env_for(tag),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     path = last_line(r.stdout)
     assert os.path.basename(path).startswith(os.path.splitext(name)[0] + "-inception_3b-output-i2-o2")
     assert assert_png_of_user(path) == size
 
 
-@pytest.mark.parametrize("route, words", [
-    ("/missing.jpg", "answered 404 Not Found"),
-    ("/page.jpg", "is an HTML page, not a picture"),
-    ("/notes", "is text, not a picture"),
-    ("/noise.png", "not a picture"),
-    (None, "Cannot reach 127.0.0.1"),
-])
-def test_what_is_not_a_picture_fails_in_one_line(docker_client, dream_image, web, tmp_path, tag,  # noqa: F811
-                                                 route, words):
+@pytest.mark.parametrize(
+    "route, words",
+    [
+        ("/missing.jpg", "answered 404 Not Found"),
+        ("/page.jpg", "is an HTML page, not a picture"),
+        ("/notes", "is text, not a picture"),
+        ("/noise.png", "not a picture"),
+        (None, "Cannot reach 127.0.0.1"),
+    ],
+)
+def test_what_is_not_a_picture_fails_in_one_line(
+    docker_client, dream_image, web, tmp_path, tag, route, words
+):
     url = web + route if route else "http://127.0.0.1:9/cat.jpg"
     r = ddctl("run", url, "--image", dream_image, "-o", str(tmp_path / "out"), env=env_for(tag))
     assert r.returncode != 0
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0] and lines[0].startswith("ddctl: "), r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
     assert containers_of(docker_client, tag) == []
 
 
-def test_an_unknown_layer_is_the_engine_s_one_line(docker_client, dream_image, web, tmp_path, tag):  # noqa: F811
-    r = ddctl("run", web + "/photos/cat.jpg", "inception_9z/output", *SMALL, "--image", dream_image,
-              "-o", str(tmp_path), env=env_for(tag))
+def test_an_unknown_layer_is_the_engine_s_one_line(docker_client, dream_image, web, tmp_path, tag):
+    r = ddctl(
+        "run",
+        web + "/photos/cat.jpg",
+        "inception_9z/output",
+        *SMALL,
+        "--image",
+        dream_image,
+        "-o",
+        str(tmp_path),
+        env=env_for(tag),
+    )
     assert r.returncode == 2
     assert "inception_9z/output" in last_line(r.stderr) and "inception_4c/output" in last_line(r.stderr)
     assert "Traceback" not in r.stderr and containers_of(docker_client, tag) == []
 
 
 def test_no_image_with_no_build_names_the_command(docker_client, web, tmp_path):
-    r = ddctl("run", web + "/photos/cat.jpg", "--image", "ddctl/deepdream:absent-xyz", "--no-build",
-              "-o", str(tmp_path))
+    r = ddctl(
+        "run",
+        web + "/photos/cat.jpg",
+        "--image",
+        "ddctl/deepdream:absent-xyz",
+        "--no-build",
+        "-o",
+        str(tmp_path),
+    )
     assert r.returncode == 1
     assert "`ddctl build --tag ddctl/deepdream:absent-xyz`" in last_line(r.stderr)
 
 
-def test_the_copy_path_forced_on_the_local_daemon_works(docker_client, dream_image, web, tmp_path, tag):  # noqa: F811
-    r = ddctl("run", web + "/photos/cat.jpg", "inception_4c/output", *SMALL, "--save-steps",
-              "--image", dream_image, "-o", str(tmp_path), env=env_for(tag, DDCTL_TRANSFER="copy"))
+def test_the_copy_path_forced_on_the_local_daemon_works(docker_client, dream_image, web, tmp_path, tag):
+    r = ddctl(
+        "run",
+        web + "/photos/cat.jpg",
+        "inception_4c/output",
+        *SMALL,
+        "--save-steps",
+        "--image",
+        dream_image,
+        "-o",
+        str(tmp_path),
+        env=env_for(tag, DDCTL_TRANSFER="copy"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "copied in and out through the Docker API" in r.stderr
     path = last_line(r.stdout)
@@ -224,32 +300,61 @@ def test_the_copy_path_forced_on_the_local_daemon_works(docker_client, dream_ima
     assert containers_of(docker_client, tag) == []
 
 
-def test_a_second_run_never_overwrites_the_first(dream_image, web, tmp_path, tag):  # noqa: F811
-    args = ("run", web + "/photos/cat.jpg", "inception_4c/output", *SMALL, "--image", dream_image,
-            "-o", str(tmp_path))
+def test_a_second_run_never_overwrites_the_first(dream_image, web, tmp_path, tag):
+    args = (
+        "run",
+        web + "/photos/cat.jpg",
+        "inception_4c/output",
+        *SMALL,
+        "--image",
+        dream_image,
+        "-o",
+        str(tmp_path),
+    )
     first = ddctl(*args, env=env_for(tag))
     assert first.returncode == 0, first.stderr[-2000:]
     p1 = last_line(first.stdout)
     digest = hashlib.sha1(open(p1, "rb").read()).hexdigest()
-    second = ddctl(*args, env=env_for(tag))                                   # bind mount
-    third = ddctl(*args, "--copy", env=env_for(tag))                           # archive copy
+    second = ddctl(*args, env=env_for(tag))  # bind mount
+    third = ddctl(*args, "--copy", env=env_for(tag))  # archive copy
     assert second.returncode == 0 and third.returncode == 0, second.stderr[-2000:] + third.stderr[-2000:]
     p2, p3 = last_line(second.stdout), last_line(third.stdout)
     assert [os.path.basename(p) for p in (p1, p2, p3)] == [
-        "cat-inception_4c-output-i2-o2.png", "cat-inception_4c-output-i2-o2-2.png",
-        "cat-inception_4c-output-i2-o2-3.png"]
+        "cat-inception_4c-output-i2-o2.png",
+        "cat-inception_4c-output-i2-o2-2.png",
+        "cat-inception_4c-output-i2-o2-3.png",
+    ]
     assert hashlib.sha1(open(p1, "rb").read()).hexdigest() == digest
 
 
-def test_ctrl_c_stops_and_removes_the_container_and_keeps_the_folder(docker_client, dream_image, web,  # noqa: F811
-                                                                    tmp_path, tag):
+def test_ctrl_c_stops_and_removes_the_container_and_keeps_the_folder(
+    docker_client, dream_image, web, tmp_path, tag
+):
     out = tmp_path / "dreams"
     env = dict(os.environ, **env_for(tag))
     env.pop("DDCTL_TRANSFER", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ddctl", "run", web + "/big.jpg", "inception_4c/output", "10", "4",
-         "--save-steps", "--image", dream_image, "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "ddctl",
+            "run",
+            web + "/big.jpg",
+            "inception_4c/output",
+            "10",
+            "4",
+            "--save-steps",
+            "--image",
+            dream_image,
+            "-o",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     seen = []
     try:
         deadline = time.monotonic() + 180
@@ -260,8 +365,8 @@ def test_ctrl_c_stops_and_removes_the_container_and_keeps_the_folder(docker_clie
             seen.append(line)
             if line.startswith("step 2/"):
                 break
-        assert any(l.startswith("step 2/") for l in seen), "".join(seen)
-        assert len(containers_of(docker_client, tag)) == 1       # it is running now
+        assert any(line.startswith("step 2/") for line in seen), "".join(seen)
+        assert len(containers_of(docker_client, tag)) == 1  # it is running now
         proc.send_signal(signal.SIGINT)
         out_text, err_text = proc.communicate(timeout=60)
     finally:
@@ -274,7 +379,7 @@ def test_ctrl_c_stops_and_removes_the_container_and_keeps_the_folder(docker_clie
     assert out.is_dir() and steps.is_dir() and len(os.listdir(steps)) >= 1
 
 
-def test_layers_lists_the_dreamable_layers(docker_client, dream_image, tag):  # noqa: F811
+def test_layers_lists_the_dreamable_layers(docker_client, dream_image, tag):
     r = ddctl("layers", "--image", dream_image, env=env_for(tag))
     assert r.returncode == 0, r.stderr
     assert re.search(r"inception_4c/output\s*\S\s*512\s*\S\s*16\b", r.stdout), r.stdout
@@ -283,11 +388,22 @@ def test_layers_lists_the_dreamable_layers(docker_client, dream_image, tag):  # 
 
 
 @pytest.mark.parametrize("flags, size", [([], (1280, 640)), (["--max-size", "0"], (1600, 800))])
-def test_a_big_photo_is_dreamed_at_a_size_that_fits_unless_asked(dream_image, tmp_path, tag, flags, size):  # noqa: F811
+def test_a_big_photo_is_dreamed_at_a_size_that_fits_unless_asked(dream_image, tmp_path, tag, flags, size):
     src = tmp_path / "big.jpg"
     src.write_bytes(picture(size=(1600, 800)))
     # One step on a shallow layer: the point is the working size, not the dream.
-    r = ddctl("run", str(src), "inception_3a/1x1", "1", "1", "--image", dream_image,
-              "-o", str(tmp_path / "out"), *flags, env=env_for(tag))
+    r = ddctl(
+        "run",
+        str(src),
+        "inception_3a/1x1",
+        "1",
+        "1",
+        "--image",
+        dream_image,
+        "-o",
+        str(tmp_path / "out"),
+        *flags,
+        env=env_for(tag),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert assert_png_of_user(last_line(r.stdout)) == size

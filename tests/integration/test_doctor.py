@@ -8,6 +8,7 @@ Every scenario runs the CLI as a subprocess (`python -m ddctl doctor --json` and
 form) with a clean environment, and checks the diagnosis, the fix, the exit code and that
 the text fits one screen.
 """
+
 import hashlib
 import io
 import json
@@ -20,12 +21,11 @@ import tarfile
 import tempfile
 
 import pytest
-
-from doctor_daemons import Dockerd, cleanup, free_port
 from dockertest import TEST_LABEL
+from doctor_daemons import Dockerd, cleanup, free_port
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from doctor_certs import make_pki  # noqa: E402
+from doctor_certs import make_pki
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCREEN = 40
@@ -47,16 +47,27 @@ def lab():
     if os.geteuid() != 0 or not shutil.which("dockerd"):
         _unavailable("starting test daemons needs root and dockerd (Debian's docker.io)")
     base = tempfile.mkdtemp(prefix="ddd-", dir="/tmp")
-    os.chmod(base, 0o755)    # the unprivileged user must reach the sockets to be refused by them
+    os.chmod(base, 0o755)  # the unprivileged user must reach the sockets to be refused by them
     lab = Lab()
     lab.base = base
     lab.pki = make_pki(os.path.join(base, "c"))
     lab.plain_port, lab.tls_port = free_port(), free_port()
     srv = lab.pki["server"]
     lab.plain = Dockerd(base, "p", [f"tcp://127.0.0.1:{lab.plain_port}"], ["--tls=false"])
-    lab.tls = Dockerd(base, "t", [f"tcp://127.0.0.1:{lab.tls_port}", f"tcp://127.0.0.2:{lab.tls_port}"],
-                      ["--tlsverify", "--tlscacert", f"{srv}/ca.pem", "--tlscert", f"{srv}/cert.pem",
-                       "--tlskey", f"{srv}/key.pem"])
+    lab.tls = Dockerd(
+        base,
+        "t",
+        [f"tcp://127.0.0.1:{lab.tls_port}", f"tcp://127.0.0.2:{lab.tls_port}"],
+        [
+            "--tlsverify",
+            "--tlscacert",
+            f"{srv}/ca.pem",
+            "--tlscert",
+            f"{srv}/cert.pem",
+            "--tlskey",
+            f"{srv}/key.pem",
+        ],
+    )
     try:
         for d in (lab.plain, lab.tls):
             d.start()
@@ -81,8 +92,14 @@ def clean_env(lab, **extra):
     # CA bundle variables make requests replace ca.pem (a test of its own below)
     drop = ("SHELL", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_") and k not in drop}
-    env.update(HOME=lab.home, DOCKER_CONFIG=lab.cfg, XDG_RUNTIME_DIR=os.path.join(lab.base, "run"),
-               PYTHONPATH=ROOT, COLUMNS="100", NO_COLOR="1")
+    env.update(
+        HOME=lab.home,
+        DOCKER_CONFIG=lab.cfg,
+        XDG_RUNTIME_DIR=os.path.join(lab.base, "run"),
+        PYTHONPATH=ROOT,
+        COLUMNS="100",
+        NO_COLOR="1",
+    )
     env.update({k: v for k, v in extra.items() if v is not None})
     return env
 
@@ -94,8 +111,14 @@ def doctor(lab, *args, user=None, **env):
     if user == "nobody":
         # nobody cannot read root's Python otherwise; CAP_DAC_READ_SEARCH reads files but
         # gives no write access, and connecting to a unix socket needs write access.
-        pre = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-               "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]
+        pre = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=+dac_read_search",
+            "--ambient-caps=+dac_read_search",
+        ]
     cmd = pre + [sys.executable, "-m", "ddctl", "doctor", *args]
     j = subprocess.run(cmd + ["--json"], env=e, cwd=ROOT, capture_output=True, text=True, timeout=120)
     t = subprocess.run(cmd, env=e, cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -115,7 +138,9 @@ def test_a_healthy_unix_socket_is_all_green(lab):
     assert c["daemon"]["status"] == "ok" and c["daemon"]["data"]["root_dir"] == lab.plain.data_root
     assert "Engine 20." in c["daemon"]["detail"] or c["daemon"]["data"]["version"]
     assert c["image"]["status"] == "warn" and "not built" in c["image"]["detail"]
-    assert c["disk"]["status"] in ("ok", "warn", "fail") and c["disk"]["data"]["root_dir"] == lab.plain.data_root
+    assert (
+        c["disk"]["status"] in ("ok", "warn", "fail") and c["disk"]["data"]["root_dir"] == lab.plain.data_root
+    )
     assert "[✓] Socket" in text and "0 failed" in text.splitlines()[-1]
 
 
@@ -123,7 +148,7 @@ def test_a_missing_socket_points_at_the_engine_that_answers(lab):
     rd = os.path.join(lab.home, ".rd")
     os.makedirs(rd, exist_ok=True)
     link = os.path.join(rd, "docker.sock")
-    os.symlink(lab.tls.sock, link)       # Rancher Desktop's socket, served by the tls daemon
+    os.symlink(lab.tls.sock, link)  # Rancher Desktop's socket, served by the tls daemon
     try:
         missing = os.path.join(lab.base, "missing.sock")
         rc, c, text = doctor(lab, DOCKER_HOST=f"unix://{missing}")
@@ -153,7 +178,7 @@ def test_a_stale_socket_is_told_from_a_missing_one(lab):
     path = os.path.join(lab.base, "stale.sock")
     s = socket.socket(socket.AF_UNIX)
     s.bind(path)
-    s.close()                             # the file stays, nobody listens
+    s.close()  # the file stays, nobody listens
     try:
         rc, c, text = doctor(lab, DOCKER_HOST=f"unix://{path}")
     finally:
@@ -165,7 +190,7 @@ def test_a_stale_socket_is_told_from_a_missing_one(lab):
 
 def test_permission_denied_names_the_group_and_the_fix(lab):
     st = os.stat(lab.plain.sock)
-    assert st.st_mode & 0o007 == 0         # 0660: nobody is neither owner nor group
+    assert st.st_mode & 0o007 == 0  # 0660: nobody is neither owner nor group
     rc, c, text = doctor(lab, user="nobody", DOCKER_HOST=f"unix://{lab.plain.sock}")
     assert rc == 1
     s = c["socket"]
@@ -184,8 +209,12 @@ def test_plain_http_to_a_tls_port(lab):
 
 
 def test_tls_to_a_plain_port(lab):
-    rc, c, text = doctor(lab, DOCKER_HOST=f"tcp://127.0.0.1:{lab.plain_port}",
-                         DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=lab.pki["good"])
+    rc, c, text = doctor(
+        lab,
+        DOCKER_HOST=f"tcp://127.0.0.1:{lab.plain_port}",
+        DOCKER_TLS_VERIFY="1",
+        DOCKER_CERT_PATH=lab.pki["good"],
+    )
     assert rc == 1
     p = c["protocol"]
     assert p["status"] == "fail" and "speaks plain HTTP but TLS is on" in p["detail"]
@@ -193,8 +222,12 @@ def test_tls_to_a_plain_port(lab):
 
 
 def test_a_good_tls_endpoint_is_green(lab):
-    rc, c, text = doctor(lab, DOCKER_HOST=f"tcp://127.0.0.2:{lab.tls_port}",
-                         DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=lab.pki["good"])
+    rc, c, text = doctor(
+        lab,
+        DOCKER_HOST=f"tcp://127.0.0.2:{lab.tls_port}",
+        DOCKER_TLS_VERIFY="1",
+        DOCKER_CERT_PATH=lab.pki["good"],
+    )
     assert rc == 0, text
     assert c["tls-files"]["status"] == "ok" and c["server-cert"]["status"] == "ok"
     assert c["server-cert"]["data"]["san_ips"] == ["127.0.0.2"]
@@ -202,31 +235,44 @@ def test_a_good_tls_endpoint_is_green(lab):
 
 
 def test_a_ca_bundle_in_the_environment_is_named_and_ignored(lab):
-    rc, c, text = doctor(lab, DOCKER_HOST=f"tcp://127.0.0.2:{lab.tls_port}", DOCKER_TLS_VERIFY="1",
-                         DOCKER_CERT_PATH=lab.pki["good"], REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt")
+    rc, c, text = doctor(
+        lab,
+        DOCKER_HOST=f"tcp://127.0.0.2:{lab.tls_port}",
+        DOCKER_TLS_VERIFY="1",
+        DOCKER_CERT_PATH=lab.pki["good"],
+        REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt",
+    )
     assert rc == 0, text
     t = c["tls-files"]
     assert t["status"] == "warn" and "REQUESTS_CA_BUNDLE is set" in t["detail"]
-    assert c["connection"]["status"] == "ok"       # ddctl's own client still verifies with ca.pem
+    assert c["connection"]["status"] == "ok"  # ddctl's own client still verifies with ca.pem
 
 
 def test_the_server_certificate_issued_for_another_address(lab):
-    rc, c, text = doctor(lab, DOCKER_HOST=f"tcp://127.0.0.1:{lab.tls_port}",
-                         DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=lab.pki["good"])
+    rc, c, text = doctor(
+        lab,
+        DOCKER_HOST=f"tcp://127.0.0.1:{lab.tls_port}",
+        DOCKER_TLS_VERIFY="1",
+        DOCKER_CERT_PATH=lab.pki["good"],
+    )
     assert rc == 1
     s = c["server-cert"]
     assert s["status"] == "fail"
     assert "certificate is valid for 127.0.0.2, not 127.0.0.1" in s["detail"]
     assert f"export DOCKER_HOST=tcp://127.0.0.2:{lab.tls_port}" in s["hint"]
     assert "docker-machine regenerate-certs" in s["hint"] and "wait4eth1" in s["hint"]
-    assert c["tls-files"]["status"] == "ok"          # the client side is fine: it is the server's cert
-    assert c["connection"]["status"] == "fail"       # and the SDK indeed fails
+    assert c["tls-files"]["status"] == "ok"  # the client side is fine: it is the server's cert
+    assert c["connection"]["status"] == "fail"  # and the SDK indeed fails
     assert "valid for 127.0.0.2, not 127.0.0.1" in text
 
 
 def test_an_expired_client_certificate(lab):
-    rc, c, text = doctor(lab, DOCKER_HOST=f"tcp://127.0.0.2:{lab.tls_port}",
-                         DOCKER_TLS_VERIFY="1", DOCKER_CERT_PATH=lab.pki["expired"])
+    rc, c, text = doctor(
+        lab,
+        DOCKER_HOST=f"tcp://127.0.0.2:{lab.tls_port}",
+        DOCKER_TLS_VERIFY="1",
+        DOCKER_CERT_PATH=lab.pki["expired"],
+    )
     assert rc == 1
     t = c["tls-files"]
     assert t["status"] == "fail" and "cert.pem expired on" in t["detail"]
@@ -238,7 +284,9 @@ def write_context(cfg, name, host):
     meta = os.path.join(cfg, "contexts", "meta", hashlib.sha256(name.encode()).hexdigest())
     os.makedirs(meta, exist_ok=True)
     with open(os.path.join(meta, "meta.json"), "w") as f:
-        json.dump({"Name": name, "Metadata": {}, "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}}}, f)
+        json.dump(
+            {"Name": name, "Metadata": {}, "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}}}, f
+        )
 
 
 @pytest.fixture
@@ -257,12 +305,17 @@ def test_the_current_context_reaches_its_daemon(lab, cfg):
     set_current(cfg, "lab")
     rc, c, text = doctor(lab, DOCKER_CONFIG=str(cfg))
     assert rc == 0, text
-    assert "context 'lab'" in c["endpoint"]["detail"] and c["endpoint"]["data"]["host"] == f"unix://{lab.plain.sock}"
+    assert (
+        "context 'lab'" in c["endpoint"]["detail"]
+        and c["endpoint"]["data"]["host"] == f"unix://{lab.plain.sock}"
+    )
     assert c["daemon"]["data"]["root_dir"] == lab.plain.data_root
 
 
 def test_docker_host_and_docker_context_conflict(lab, cfg):
-    rc, c, text = doctor(lab, DOCKER_CONFIG=str(cfg), DOCKER_HOST=f"unix://{lab.tls.sock}", DOCKER_CONTEXT="lab")
+    rc, c, text = doctor(
+        lab, DOCKER_CONFIG=str(cfg), DOCKER_HOST=f"unix://{lab.tls.sock}", DOCKER_CONTEXT="lab"
+    )
     assert rc == 0
     e = c["endpoint"]
     assert e["status"] == "warn" and "DOCKER_CONTEXT=lab is ignored because DOCKER_HOST is set" in e["detail"]
@@ -283,25 +336,33 @@ def test_fix_resets_a_current_context_that_does_not_exist(lab, cfg):
     rc, c, _ = doctor(lab, DOCKER_CONFIG=str(cfg))
     assert rc == 1 and c["endpoint"]["fix"]
     e = clean_env(lab, DOCKER_CONFIG=str(cfg))
-    r = subprocess.run([sys.executable, "-m", "ddctl", "doctor", "--fix"], env=e, cwd=ROOT,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "ddctl", "doctor", "--fix"],
+        env=e,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert "fixed" in r.stdout and "currentContext='gone'" in r.stdout, r.stdout + r.stderr
     cfgdoc = json.loads((cfg / "config.json").read_text())
-    assert "currentContext" not in cfgdoc and cfgdoc["auths"] == {}     # other keys kept
+    assert "currentContext" not in cfgdoc and cfgdoc["auths"] == {}  # other keys kept
 
 
 # ------------------------------------------------------------------ doctor env in a real bash
 def bash(lab, script, **env):
     e = clean_env(lab, **env)
     e["PATH"] = os.path.dirname(sys.executable) + os.pathsep + e.get("PATH", "")
-    return subprocess.run(["bash", "-c", script], env=e, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", "-c", script], env=e, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
-PING = ("python -c 'import docker; c = docker.from_env(); c.ping(); print(c.info()[\"DockerRootDir\"])'")
+PING = "python -c 'import docker; c = docker.from_env(); c.ping(); print(c.info()[\"DockerRootDir\"])'"
 
 
 def test_eval_doctor_env_reaches_the_current_context(lab, cfg):
-    set_current(cfg, "lab")     # docker-py 7.1 ignores contexts: only the exported DOCKER_HOST gets there
+    set_current(cfg, "lab")  # docker-py 7.1 ignores contexts: only the exported DOCKER_HOST gets there
     r = bash(lab, f'eval "$(python -m ddctl doctor env --shell bash)" && {PING}', DOCKER_CONFIG=str(cfg))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == lab.plain.data_root
@@ -314,8 +375,12 @@ def test_eval_doctor_env_reaches_the_engine_found(lab):
     link = os.path.join(rd, "docker.sock")
     os.symlink(lab.tls.sock, link)
     try:
-        r = bash(lab, f'eval "$(python -m ddctl doctor env --shell bash)" && {PING}',
-                 DOCKER_HOST=f"unix://{lab.base}/missing.sock", DOCKER_TLS_VERIFY="1")
+        r = bash(
+            lab,
+            f'eval "$(python -m ddctl doctor env --shell bash)" && {PING}',
+            DOCKER_HOST=f"unix://{lab.base}/missing.sock",
+            DOCKER_TLS_VERIFY="1",
+        )
     finally:
         os.unlink(link)
     assert r.returncode == 0, r.stderr
@@ -323,13 +388,23 @@ def test_eval_doctor_env_reaches_the_engine_found(lab):
 
 
 def test_eval_doctor_env_carries_tls_settings(lab):
-    e = clean_env(lab, DOCKER_HOST=f"tcp://127.0.0.2:{lab.tls_port}", DOCKER_TLS_VERIFY="1",
-                  DOCKER_CERT_PATH=lab.pki["good"])
-    out = subprocess.run([sys.executable, "-m", "ddctl", "doctor", "env", "--shell", "bash"], env=e, cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    e = clean_env(
+        lab,
+        DOCKER_HOST=f"tcp://127.0.0.2:{lab.tls_port}",
+        DOCKER_TLS_VERIFY="1",
+        DOCKER_CERT_PATH=lab.pki["good"],
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "ddctl", "doctor", "env", "--shell", "bash"],
+        env=e,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert f'export DOCKER_CERT_PATH="{lab.pki["good"]}"' in out.stdout
-    r = bash(lab, out.stdout + "\n" + PING)     # a fresh shell with no DOCKER_* of its own
+    r = bash(lab, out.stdout + "\n" + PING)  # a fresh shell with no DOCKER_* of its own
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == lab.tls.data_root
 
@@ -337,7 +412,10 @@ def test_eval_doctor_env_carries_tls_settings(lab):
 # ------------------------------------------------------------------ boot2docker profile repair
 def tiny_image_tar():
     """A tiny image made of this host's /bin/sh and sync with their libraries (no registry)."""
-    files = {os.path.realpath(shutil.which("sh")): "bin/sh", os.path.realpath(shutil.which("sync")): "bin/sync"}
+    files = {
+        os.path.realpath(shutil.which("sh")): "bin/sh",
+        os.path.realpath(shutil.which("sync")): "bin/sync",
+    }
     for exe in list(files):
         out = subprocess.run(["ldd", exe], capture_output=True, text=True).stdout
         for part in out.split():
@@ -353,9 +431,14 @@ def tiny_image_tar():
 @pytest.fixture(scope="module")
 def plain_client(lab):
     from ddctl.client import Endpoint, make_client
+
     client = make_client(Endpoint(host=f"unix://{lab.plain.sock}", source="test"), timeout=60)
-    client.api.import_image_from_data(tiny_image_tar(), repository="ddctl-test/doctor-sh", tag="latest",
-                                      changes=[f"LABEL {k}={v}" for k, v in TEST_LABEL.items()])
+    client.api.import_image_from_data(
+        tiny_image_tar(),
+        repository="ddctl-test/doctor-sh",
+        tag="latest",
+        changes=[f"LABEL {k}={v}" for k, v in TEST_LABEL.items()],
+    )
     yield client
     for ct in client.containers.list(all=True, filters={"label": "io.ddctl.doctor=1"}):
         ct.remove(force=True)
@@ -364,8 +447,14 @@ def plain_client(lab):
 
 def profile_cmd(lab, *args):
     e = clean_env(lab, DOCKER_HOST=f"unix://{lab.plain.sock}")
-    return subprocess.run([sys.executable, "-m", "ddctl", "doctor", "profile", *args], env=e, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "ddctl", "doctor", "profile", *args],
+        env=e,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 MACHINE_PROFILE = """
@@ -378,7 +467,7 @@ DOCKER_HOST='-H tcp://0.0.0.0:2376'
 DOCKER_STORAGE=aufs
 DOCKER_TLS=auto
 SERVERKEY=/var/lib/boot2docker/server-key.pem
-SERVERCERT=/var/lib/boot2docker/server.pem"""    # no newline at the end, as hand edits leave it
+SERVERCERT=/var/lib/boot2docker/server.pem"""  # no newline at the end, as hand edits leave it
 
 
 def test_the_profile_repair_keeps_every_line_and_adds_the_wait_once(lab, plain_client):
@@ -391,11 +480,13 @@ def test_the_profile_repair_keeps_every_line_and_adds_the_wait_once(lab, plain_c
     assert before.returncode == 1 and "does not wait for eth1" in before.stdout
     first = profile_cmd(lab, "--path", path, "--apply")
     assert first.returncode == 0, first.stderr
-    assert "Appended" in first.stdout and "restart the VM" in first.stdout and "ddctl doctor env" in first.stdout
+    assert (
+        "Appended" in first.stdout and "restart the VM" in first.stdout and "ddctl doctor env" in first.stdout
+    )
     second = profile_cmd(lab, "--path", path, "--apply")
     assert second.returncode == 0 and "already waits for eth1" in second.stdout
     text = open(path).read()
-    assert text.startswith(MACHINE_PROFILE + "\n")            # every existing line kept, unchanged
+    assert text.startswith(MACHINE_PROFILE + "\n")  # every existing line kept, unchanged
     assert text.count("# >>> ddctl wait4eth1") == 1 and text.count("\nwait4eth1\n") == 1
     after = profile_cmd(lab, "--path", path)
     assert after.returncode == 0 and "waits for eth1" in after.stdout
@@ -404,10 +495,17 @@ def test_the_profile_repair_keeps_every_line_and_adds_the_wait_once(lab, plain_c
     fake = os.path.join(lab.base, "fakebin")
     os.makedirs(fake, exist_ok=True)
     with open(os.path.join(fake, "ip"), "w") as f:
-        f.write("#!/bin/sh\necho '3: eth1: <BROADCAST,MULTICAST,UP,LOWER_UP> state UP'\necho '    inet 192.168.59.103/24'\n")
+        f.write(
+            "#!/bin/sh\necho '3: eth1: <BROADCAST,MULTICAST,UP,LOWER_UP> state UP'\necho '    inet 192.168.59.103/24'\n"
+        )
     os.chmod(os.path.join(fake, "ip"), 0o755)
-    r = subprocess.run(["sh", "-c", f". {path}; echo CACERT=$CACERT"], capture_output=True, text=True, timeout=30,
-                       env={"PATH": fake + ":/usr/bin:/bin", "WAIT4ETH1_SETTLE": "0"})
+    r = subprocess.run(
+        ["sh", "-c", f". {path}; echo CACERT=$CACERT"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": fake + ":/usr/bin:/bin", "WAIT4ETH1_SETTLE": "0"},
+    )
     assert r.returncode == 0 and "eth1 is up" in r.stdout and "CACERT=/var/lib/boot2docker/ca.pem" in r.stdout
 
 

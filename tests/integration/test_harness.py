@@ -1,10 +1,9 @@
 """The harness itself: ddctl's client reaches a real daemon, and a container from the
 base image writes into a bind-mounted host folder that we read back."""
-import os
-
-from ddctl.client import make_client, resolve_endpoint
 
 from dockertest import TEST_LABEL
+
+from ddctl.client import make_client, resolve_endpoint
 
 
 def test_client_reaches_the_real_daemon(docker_client):
@@ -20,9 +19,14 @@ def test_container_writes_into_a_bind_mounted_folder(docker_client, base_image, 
     out = tmp_path / "out"
     out.mkdir()
     container = docker_client.containers.run(
-        base_image, ["sh", "-c", "echo dreamed > /images/hello.txt"],
-        name=unique_name, labels=TEST_LABEL, network_mode="none",
-        volumes={str(out): {"bind": "/images", "mode": "rw"}}, detach=True)
+        base_image,
+        ["sh", "-c", "echo dreamed > /images/hello.txt"],
+        name=unique_name,
+        labels=TEST_LABEL,
+        network_mode="none",
+        volumes={str(out): {"bind": "/images", "mode": "rw"}},
+        detach=True,
+    )
     try:
         assert container.wait(timeout=60)["StatusCode"] == 0
     finally:

@@ -4,6 +4,7 @@ Uses the session fixture `dream_image` (tests/integration/image_fixtures.py: the
 with WEIGHTS=untrained). Everything created carries io.ddctl.test=1 and is removed after.
 Pictures stay small (160x120, 2 iterations, 2 octaves) so the suite fits CI's time.
 """
+
 import hashlib
 import http.server
 import json
@@ -13,10 +14,9 @@ import threading
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from dockertest import TEST_LABEL
 from image_fixtures import REPO, api_client, build_image, copy_from_image
+from PIL import Image
 
 WEIGHTS_PATH = "/opt/ddctl/model/bvlc_googlenet.caffemodel"
 ALTERNATIVES = "use --weights untrained, --weights PATH, or --weights-url URL --weights-sha1 HEX"
@@ -25,9 +25,15 @@ ALTERNATIVES = "use --weights untrained, --weights PATH, or --weights-url URL --
 def run_in_image(docker_client, image, command, entrypoint=None, volumes=None, user=None):
     """Run a container to the end; return (exit code, stdout, stderr). Always removed."""
     container = docker_client.containers.create(
-        image, command=command, entrypoint=entrypoint, volumes=volumes or {},
-        labels=dict(TEST_LABEL), network_disabled=True, user=user,
-        environment={"PYTHONDONTWRITEBYTECODE": "1"})
+        image,
+        command=command,
+        entrypoint=entrypoint,
+        volumes=volumes or {},
+        labels=dict(TEST_LABEL),
+        network_disabled=True,
+        user=user,
+        environment={"PYTHONDONTWRITEBYTECODE": "1"},
+    )
     try:
         container.start()
         code = container.wait(timeout=900)["StatusCode"]
@@ -48,6 +54,7 @@ def remove_image(docker_client, tag):
 # -----------------------------------------------------------------------------
 # the image itself
 
+
 def test_untrained_image_says_so_in_its_labels(docker_client, dream_image):
     labels = docker_client.images.get(dream_image).labels
     assert labels["io.ddctl.image"] == "deepdream"
@@ -65,12 +72,17 @@ def test_image_runs_as_non_root_on_openblas(docker_client, dream_image):
     assert config["User"] not in ("", "root", "0")
     assert config["WorkingDir"] == "/images"
     assert config["Entrypoint"] == ["python3", "-m", "engine"]
-    script = ("import caffe._caffe as c; print(c.__file__)")
+    script = "import caffe._caffe as c; print(c.__file__)"
     code, out, err = run_in_image(
-        docker_client, dream_image,
-        ["-c", "id -u; stat -c %%a /images; "
-               "ldd $(python3 -c '%s' 2>/dev/null) | awk '/libblas/ {print $3}' | xargs readlink -f"
-         % script], entrypoint=["sh"])
+        docker_client,
+        dream_image,
+        [
+            "-c",
+            "id -u; stat -c %%a /images; "
+            "ldd $(python3 -c '%s' 2>/dev/null) | awk '/libblas/ {print $3}' | xargs readlink -f" % script,
+        ],
+        entrypoint=["sh"],
+    )
     assert code == 0, err
     uid, mode, blas = out.split()
     assert uid != "0"
@@ -81,7 +93,7 @@ def test_image_runs_as_non_root_on_openblas(docker_client, dream_image):
 def test_list_layers_offers_blobs_not_relus(docker_client, dream_image):
     code, out, err = run_in_image(docker_client, dream_image, ["--list-layers"])
     assert code == 0, err
-    layers = {l["name"]: l for l in json.loads(out)["layers"]}
+    layers = {layer["name"]: layer for layer in json.loads(out)["layers"]}
     assert layers["inception_4c/output"]["channels"] == 512
     assert layers["inception_4c/output"]["stride"] == 16
     assert layers["inception_3b/5x5_reduce"]["channels"] == 32
@@ -90,6 +102,7 @@ def test_list_layers_offers_blobs_not_relus(docker_client, dream_image):
 
 # -----------------------------------------------------------------------------
 # the weights at build time
+
 
 def test_default_build_fails_with_the_alternatives(docker_client, dream_image):
     """The published weights' host is unreachable here: the build must say what to do."""
@@ -146,9 +159,11 @@ def test_download_from_a_mirror_with_the_right_sha1_builds(docker_client, weight
     tag = "ddctl/deepdream:test-mirror"
     url = server.url + "/bvlc_googlenet.caffemodel"
     try:
-        image_id, log, error = build_image(api_client(docker_client), tag, {
-            "WEIGHTS": "download", "WEIGHTS_URL": url, "WEIGHTS_SHA1": sha1,
-            "WEIGHTS_NAME": "custom"})
+        image_id, log, error = build_image(
+            api_client(docker_client),
+            tag,
+            {"WEIGHTS": "download", "WEIGHTS_URL": url, "WEIGHTS_SHA1": sha1, "WEIGHTS_NAME": "custom"},
+        )
         assert error is None, log[-3000:]
         labels = docker_client.images.get(tag).labels
         assert labels["io.ddctl.weights.sha1"] == sha1
@@ -163,9 +178,15 @@ def test_download_with_a_wrong_sha1_fails(docker_client, weights_server):
     server, sha1 = weights_server
     tag = "ddctl/deepdream:test-badsha"
     wrong = "0" * 40
-    image_id, log, error = build_image(api_client(docker_client), tag, {
-        "WEIGHTS": "download", "WEIGHTS_URL": server.url + "/bvlc_googlenet.caffemodel",
-        "WEIGHTS_SHA1": wrong})
+    image_id, log, error = build_image(
+        api_client(docker_client),
+        tag,
+        {
+            "WEIGHTS": "download",
+            "WEIGHTS_URL": server.url + "/bvlc_googlenet.caffemodel",
+            "WEIGHTS_SHA1": wrong,
+        },
+    )
     remove_image(docker_client, tag)
     assert error is not None
     assert "has SHA1 %s, expected %s" % (sha1, wrong) in log
@@ -175,9 +196,11 @@ def test_download_with_a_wrong_sha1_fails(docker_client, weights_server):
 def test_download_of_a_missing_file_fails(docker_client, weights_server):
     server, sha1 = weights_server
     tag = "ddctl/deepdream:test-404"
-    image_id, log, error = build_image(api_client(docker_client), tag, {
-        "WEIGHTS": "download", "WEIGHTS_URL": server.url + "/nothing-here.caffemodel",
-        "WEIGHTS_SHA1": sha1})
+    image_id, log, error = build_image(
+        api_client(docker_client),
+        tag,
+        {"WEIGHTS": "download", "WEIGHTS_URL": server.url + "/nothing-here.caffemodel", "WEIGHTS_SHA1": sha1},
+    )
     remove_image(docker_client, tag)
     assert error is not None
     assert "HTTP 404" in log
@@ -186,6 +209,7 @@ def test_download_of_a_missing_file_fails(docker_client, weights_server):
 
 # -----------------------------------------------------------------------------
 # the engine inside the image
+
 
 @pytest.fixture
 def images_dir(tmp_path):
@@ -198,13 +222,14 @@ def images_dir(tmp_path):
 
 def test_engine_dreams_a_small_picture(docker_client, dream_image, images_dir):
     rng = np.random.RandomState(0)
-    Image.fromarray(rng.randint(0, 256, (120, 160, 3), dtype=np.uint8)).save(
-        str(images_dir / "small.png"))
+    Image.fromarray(rng.randint(0, 256, (120, 160, 3), dtype=np.uint8)).save(str(images_dir / "small.png"))
     code, out, err = run_in_image(
-        docker_client, dream_image,
+        docker_client,
+        dream_image,
         ["small.png", "inception_4c/output", "2", "2", "--progress", "json", "--seed", "1"],
         volumes={str(images_dir): {"bind": "/images", "mode": "rw"}},
-        user="%d:%d" % (os.getuid(), os.getgid()))
+        user="%d:%d" % (os.getuid(), os.getgid()),
+    )
     assert code == 0, out + err
     events = [json.loads(line) for line in out.splitlines() if line.strip()]
     assert events[-1]["event"] == "done"
@@ -217,21 +242,27 @@ def test_engine_dreams_a_small_picture(docker_client, dream_image, images_dir):
     assert len([e for e in events if e["event"] == "step"]) == 4
 
 
-@pytest.mark.parametrize("layer,jitter,seed", [
-    ("inception_3b/5x5_reduce", 0, 0),
-    ("inception_4c/output", 0, 0),
-    ("inception_4c/output", 32, 7),
-])
+@pytest.mark.parametrize(
+    "layer,jitter,seed",
+    [
+        ("inception_3b/5x5_reduce", 0, 0),
+        ("inception_4c/output", 0, 0),
+        ("inception_4c/output", 32, 7),
+    ],
+)
 def test_engine_equals_the_notebook(docker_client, dream_image, layer, jitter, seed):
     """engine.dream + engine.caffe_net give the notebook transcription's picture (on a
     force_backward caffe.Classifier) pixel for pixel, within rounding."""
     code, out, err = run_in_image(
-        docker_client, dream_image,
+        docker_client,
+        dream_image,
         ["/src/tests/integration/in_image/compare_notebook.py", layer, str(jitter), str(seed)],
-        entrypoint=["python3"], volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}})
+        entrypoint=["python3"],
+        volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}},
+    )
     assert code == 0, out + err
     result = json.loads(out.strip().splitlines()[-1])
-    assert result["changed"] > 0.5        # the dream did change the picture
+    assert result["changed"] > 0.5  # the dream did change the picture
     assert result["max_diff"] <= 1, result
 
 
@@ -239,8 +270,12 @@ def test_shape_rules_match_caffe(docker_client, dream_image):
     """caffe_net's own shape inference (layers' strides, min_input_size, used to refuse too
     many octaves) agrees with the shapes Caffe gives, and the minimum sizes really run."""
     code, out, err = run_in_image(
-        docker_client, dream_image, ["/src/tests/integration/in_image/check_shapes.py"],
-        entrypoint=["python3"], volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}})
+        docker_client,
+        dream_image,
+        ["/src/tests/integration/in_image/check_shapes.py"],
+        entrypoint=["python3"],
+        volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}},
+    )
     assert code == 0, out + err
     result = json.loads(out.strip().splitlines()[-1])
     assert result["ok"], result["problems"]
@@ -252,13 +287,17 @@ def file_context(tmp_path):
     """A copy of the build context (Dockerfile, engine, provision, weights) to add
     weights/user.caffemodel to without touching the checkout."""
     import shutil
+
     ctx = tmp_path / "context"
     ctx.mkdir()
     for name in ("Dockerfile", ".dockerignore"):
         shutil.copy(os.path.join(REPO, name), str(ctx / name))
     for name in ("engine", "provision", "weights"):
-        shutil.copytree(os.path.join(REPO, name), str(ctx / name),
-                        ignore=shutil.ignore_patterns("__pycache__", "*.caffemodel"))
+        shutil.copytree(
+            os.path.join(REPO, name),
+            str(ctx / name),
+            ignore=shutil.ignore_patterns("__pycache__", "*.caffemodel"),
+        )
     return ctx
 
 
@@ -270,14 +309,18 @@ def test_weights_from_a_file(docker_client, dream_image, weights_server, file_co
     tag = "ddctl/deepdream:test-file"
     try:
         # wrong SHA1: refused with what to do
-        image_id, log, error = build_image(api, tag, {"WEIGHTS": "file", "WEIGHTS_SHA1": "1" * 40},
-                                           path=str(file_context))
+        image_id, log, error = build_image(
+            api, tag, {"WEIGHTS": "file", "WEIGHTS_SHA1": "1" * 40}, path=str(file_context)
+        )
         assert error is not None
         assert "weights/user.caffemodel has SHA1 %s, expected %s" % (sha1, "1" * 40) in log
         # right SHA1: builds, labels name the file
-        image_id, log, error = build_image(api, tag, {
-            "WEIGHTS": "file", "WEIGHTS_SHA1": sha1, "WEIGHTS_SOURCE": "mine.caffemodel"},
-            path=str(file_context))
+        image_id, log, error = build_image(
+            api,
+            tag,
+            {"WEIGHTS": "file", "WEIGHTS_SHA1": sha1, "WEIGHTS_SOURCE": "mine.caffemodel"},
+            path=str(file_context),
+        )
         assert error is None, log[-3000:]
         labels = docker_client.images.get(tag).labels
         assert labels["io.ddctl.weights"] == "custom"
@@ -286,9 +329,12 @@ def test_weights_from_a_file(docker_client, dream_image, weights_server, file_co
         # not a caffemodel at all (with its right SHA1): refused, not a broken image
         junk = b"<html>not weights</html>\n"
         (file_context / "weights" / "user.caffemodel").write_bytes(junk)
-        image_id, log, error = build_image(api, tag, {
-            "WEIGHTS": "file", "WEIGHTS_SHA1": hashlib.sha1(junk).hexdigest()},
-            path=str(file_context))
+        image_id, log, error = build_image(
+            api,
+            tag,
+            {"WEIGHTS": "file", "WEIGHTS_SHA1": hashlib.sha1(junk).hexdigest()},
+            path=str(file_context),
+        )
         assert error is not None
         assert "is not bvlc_googlenet weights that Caffe can load" in log
     finally:

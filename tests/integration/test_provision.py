@@ -1,5 +1,6 @@
 """The provision scripts are safe to re-run: they leave a running daemon and an existing
 base image alone."""
+
 import os
 import subprocess
 
@@ -7,8 +8,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def script(name, *args):
-    return subprocess.run(["bash", os.path.join(ROOT, "provision", name), *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", os.path.join(ROOT, "provision", name), *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_start_dockerd_leaves_a_running_daemon_alone(docker_client):

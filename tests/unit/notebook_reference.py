@@ -22,6 +22,7 @@ a real caffe.Classifier inside the image. For the in-image equality test:
 
 This module never imports caffe. Requires numpy and scipy.
 """
+
 import numpy as np
 import scipy.ndimage as nd
 
@@ -44,14 +45,13 @@ def objective_L2(dst):
     dst.diff[:] = dst.data
 
 
-def make_step(net, step_size=1.5, end='inception_4c/output',
-              jitter=32, clip=True, objective=objective_L2):
+def make_step(net, step_size=1.5, end='inception_4c/output', jitter=32, clip=True, objective=objective_L2):
     '''Basic gradient ascent step.'''
 
     src = net.blobs['data']  # input image is stored in Net's 'data' blob
     dst = net.blobs[end]
 
-    ox, oy = np.random.randint(-jitter, jitter+1, 2)
+    ox, oy = np.random.randint(-jitter, jitter + 1, 2)
     src.data[0] = np.roll(np.roll(src.data[0], ox, -1), oy, -2)  # apply jitter shift
 
     net.forward(end=end)
@@ -59,21 +59,29 @@ def make_step(net, step_size=1.5, end='inception_4c/output',
     net.backward(start=end)
     g = src.diff[0]
     # apply normalized ascent step to the input image
-    src.data[:] += step_size/np.abs(g).mean() * g
+    src.data[:] += step_size / np.abs(g).mean() * g
 
     src.data[0] = np.roll(np.roll(src.data[0], -ox, -1), -oy, -2)  # unshift image
 
     if clip:
         bias = net.transformer.mean['data']
-        src.data[:] = np.clip(src.data, -bias, 255-bias)
+        src.data[:] = np.clip(src.data, -bias, 255 - bias)
 
 
-def deepdream(net, base_img, iter_n=10, octave_n=4, octave_scale=1.4,
-              end='inception_4c/output', clip=True, **step_params):
+def deepdream(
+    net,
+    base_img,
+    iter_n=10,
+    octave_n=4,
+    octave_scale=1.4,
+    end='inception_4c/output',
+    clip=True,
+    **step_params,
+):
     # prepare base images for all octaves
     octaves = [preprocess(net, base_img)]
-    for i in range(octave_n-1):
-        octaves.append(nd.zoom(octaves[-1], (1, 1.0/octave_scale, 1.0/octave_scale), order=1))
+    for _i in range(octave_n - 1):
+        octaves.append(nd.zoom(octaves[-1], (1, 1.0 / octave_scale, 1.0 / octave_scale), order=1))
 
     src = net.blobs['data']
     detail = np.zeros_like(octaves[-1])  # allocate image for network-produced details
@@ -82,16 +90,16 @@ def deepdream(net, base_img, iter_n=10, octave_n=4, octave_scale=1.4,
         if octave > 0:
             # upscale details from the previous octave
             h1, w1 = detail.shape[-2:]
-            detail = nd.zoom(detail, (1, 1.0*h/h1, 1.0*w/w1), order=1)
+            detail = nd.zoom(detail, (1, 1.0 * h / h1, 1.0 * w / w1), order=1)
 
         src.reshape(1, 3, h, w)  # resize the network's input image size
-        src.data[0] = octave_base+detail
-        for i in range(iter_n):
+        src.data[0] = octave_base + detail
+        for _i in range(iter_n):
             make_step(net, end=end, clip=clip, **step_params)
 
             # visualization (showarray, print, clear_output) left out
 
         # extract details produced on the current octave
-        detail = src.data[0]-octave_base
+        detail = src.data[0] - octave_base
     # returning the resulting image
     return deprocess(net, src.data[0])

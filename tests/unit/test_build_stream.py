@@ -1,4 +1,5 @@
 """The build as events, against a faked SDK: stream parsing, failures, base image, context."""
+
 import hashlib
 import tarfile
 import types
@@ -23,7 +24,7 @@ STREAM = [
     {"stream": " ---> c72008cae291\n"},
     {"stream": "Step 2/3 : RUN apt-get update\n"},
     {"stream": " ---> Running in 0123\n"},
-    {"stream": "Get:1 http://deb bullseye InRelease [116 kB]\nGet:2 http://deb"},   # split line
+    {"stream": "Get:1 http://deb bullseye InRelease [116 kB]\nGet:2 http://deb"},  # split line
     {"stream": " bullseye/main amd64 Packages [8183 kB]\n"},
     {"stream": "fetch-weights: 1048576 of 53533754 bytes\n"},
     {"stream": "Step 3/3 : LABEL a=b\n"},
@@ -36,10 +37,13 @@ def test_steps_lines_downloads_and_image_id_are_events():
     p = b.StreamParser()
     events = feed_all(p, STREAM)
     steps = [(e.step, e.steps_total, e.text) for e in events if e.kind == "step"]
-    assert steps == [(1, 3, "FROM debian:bullseye-slim AS base"), (2, 3, "RUN apt-get update"),
-                     (3, 3, "LABEL a=b")]
+    assert steps == [
+        (1, 3, "FROM debian:bullseye-slim AS base"),
+        (2, 3, "RUN apt-get update"),
+        (3, 3, "LABEL a=b"),
+    ]
     logs = [e.text for e in events if e.kind == "log"]
-    assert "Get:2 http://deb bullseye/main amd64 Packages [8183 kB]" in logs   # joined across chunks
+    assert "Get:2 http://deb bullseye/main amd64 Packages [8183 kB]" in logs  # joined across chunks
     dl = [e for e in events if e.kind == "download"]
     assert [(d.current, d.total, d.step) for d in dl] == [(1048576, 53533754, 2)]
     assert p.image_id == "sha256:feedface" and p.error is None
@@ -55,46 +59,76 @@ def test_pull_progress_inside_a_build_gives_download_bytes():
 
 def test_a_failure_names_the_step_and_its_last_lines_only():
     p = b.StreamParser(tail=3)
-    feed_all(p, [
-        {"stream": "Step 1/2 : RUN make\n"}, {"stream": "old line of step 1\n"},
-        {"stream": "Step 2/2 : RUN python3 build.py\n"},
-        {"stream": " ---> Running in 0123abc\n"},
-        {"stream": "line a\nline b\nline c\n\x1b[0mline d\n"},
-        {"stream": "Removing intermediate container 0123abc\n"},
-        {"errorDetail": {"code": 1, "message": "The command '/bin/sh -c python3 build.py' returned a non-zero code: 1"},
-         "error": "The command ... returned a non-zero code: 1"},
-    ])
+    feed_all(
+        p,
+        [
+            {"stream": "Step 1/2 : RUN make\n"},
+            {"stream": "old line of step 1\n"},
+            {"stream": "Step 2/2 : RUN python3 build.py\n"},
+            {"stream": " ---> Running in 0123abc\n"},
+            {"stream": "line a\nline b\nline c\n\x1b[0mline d\n"},
+            {"stream": "Removing intermediate container 0123abc\n"},
+            {
+                "errorDetail": {
+                    "code": 1,
+                    "message": "The command '/bin/sh -c python3 build.py' returned a non-zero code: 1",
+                },
+                "error": "The command ... returned a non-zero code: 1",
+            },
+        ],
+    )
     msg = p.failure().message
     first = msg.splitlines()[0]
     assert "step 2/2 (RUN python3 build.py)" in first and "its command exited with code 1" in first
-    assert "  line d" in msg and "line b" in msg and "line a" not in msg   # the last 3 lines
+    assert "  line d" in msg and "line b" in msg and "line a" not in msg  # the last 3 lines
     assert "\x1b" not in msg and "Running in" not in msg and "intermediate" not in msg
     assert "old line of step 1" not in msg
 
 
 def test_the_weights_download_failure_is_the_engine_s_sentence():
     p = b.StreamParser()
-    feed_all(p, [
-        {"stream": "Step 13/36 : RUN fetch-weights.py\n"},
-        {"stream": "fetch-weights: downloading http://dl.example/bvlc.caffemodel\n"},
-        {"stream": "ddctl: cannot get the weights: http://dl.example/x is unreachable (timed out); "
-                   "build without downloading: use --weights untrained, --weights PATH\n"},
-        {"errorDetail": {"message": "The command returned a non-zero code: 1"}},
-    ])
+    feed_all(
+        p,
+        [
+            {"stream": "Step 13/36 : RUN fetch-weights.py\n"},
+            {"stream": "fetch-weights: downloading http://dl.example/bvlc.caffemodel\n"},
+            {
+                "stream": "ddctl: cannot get the weights: http://dl.example/x is unreachable (timed out); "
+                "build without downloading: use --weights untrained, --weights PATH\n"
+            },
+            {"errorDetail": {"message": "The command returned a non-zero code: 1"}},
+        ],
+    )
     first = p.failure().message.splitlines()[0]
     assert "step 13/36" in first
     assert "cannot get the weights: http://dl.example/x is unreachable" in first
     assert "--weights untrained" in first
 
 
-@pytest.mark.parametrize("weights, url, sha1, want", [
-    ("untrained", None, None, {"WEIGHTS": "untrained"}),
-    ("download", None, None, {"WEIGHTS": "download"}),
-    ("download", "http://h/w", "A" * 40, {"WEIGHTS": "download", "WEIGHTS_URL": "http://h/w",
-                                          "WEIGHTS_SHA1": "a" * 40, "WEIGHTS_NAME": "custom"}),
-    (None, "http://h/w", b.BVLC_GOOGLENET_SHA1, {"WEIGHTS": "download", "WEIGHTS_URL": "http://h/w",
-                                                 "WEIGHTS_SHA1": b.BVLC_GOOGLENET_SHA1}),
-])
+@pytest.mark.parametrize(
+    "weights, url, sha1, want",
+    [
+        ("untrained", None, None, {"WEIGHTS": "untrained"}),
+        ("download", None, None, {"WEIGHTS": "download"}),
+        (
+            "download",
+            "http://h/w",
+            "A" * 40,
+            {
+                "WEIGHTS": "download",
+                "WEIGHTS_URL": "http://h/w",
+                "WEIGHTS_SHA1": "a" * 40,
+                "WEIGHTS_NAME": "custom",
+            },
+        ),
+        (
+            None,
+            "http://h/w",
+            b.BVLC_GOOGLENET_SHA1,
+            {"WEIGHTS": "download", "WEIGHTS_URL": "http://h/w", "WEIGHTS_SHA1": b.BVLC_GOOGLENET_SHA1},
+        ),
+    ],
+)
 def test_weights_options_become_build_args(weights, url, sha1, want):
     assert b.weights_buildargs(weights, url, sha1) == (want, None)
 
@@ -103,18 +137,25 @@ def test_a_weights_file_is_hashed_and_sent(tmp_path):
     f = tmp_path / "my.caffemodel"
     f.write_bytes(b"weights!")
     args, path = b.weights_buildargs(str(f))
-    assert args == {"WEIGHTS": "file", "WEIGHTS_SHA1": hashlib.sha1(b"weights!").hexdigest(),
-                    "WEIGHTS_NAME": "custom", "WEIGHTS_SOURCE": "my.caffemodel"}
+    assert args == {
+        "WEIGHTS": "file",
+        "WEIGHTS_SHA1": hashlib.sha1(b"weights!").hexdigest(),
+        "WEIGHTS_NAME": "custom",
+        "WEIGHTS_SOURCE": "my.caffemodel",
+    }
     assert path == str(f)
 
 
-@pytest.mark.parametrize("weights, url, sha1, words", [
-    ("download", "http://h/w", None, "go together"),
-    ("download", None, "a" * 40, "go together"),
-    ("download", "http://h/w", "xyz", "40-digit hex"),
-    ("untrained", "http://h/w", "a" * 40, "makes no sense"),
-    ("/no/such/file.caffemodel", None, None, "no such file"),
-])
+@pytest.mark.parametrize(
+    "weights, url, sha1, words",
+    [
+        ("download", "http://h/w", None, "go together"),
+        ("download", None, "a" * 40, "go together"),
+        ("download", "http://h/w", "xyz", "40-digit hex"),
+        ("untrained", "http://h/w", "a" * 40, "makes no sense"),
+        ("/no/such/file.caffemodel", None, None, "no such file"),
+    ],
+)
 def test_clashing_weights_options_are_usage_errors(weights, url, sha1, words):
     with pytest.raises(UsageError) as e:
         b.weights_buildargs(weights, url, sha1)
@@ -123,10 +164,12 @@ def test_clashing_weights_options_are_usage_errors(weights, url, sha1, words):
 
 # --- the context ------------------------------------------------------------------------
 
+
 def make_root(tmp_path):
     (tmp_path / "Dockerfile").write_text(
         "ARG BASE=debian:bullseye-slim\nFROM $BASE AS base\nRUN true\nFROM base AS two\n"
-        "FROM --platform=linux/amd64 busybox:1 AS tools\nFROM two\n")
+        "FROM --platform=linux/amd64 busybox:1 AS tools\nFROM two\n"
+    )
     (tmp_path / ".dockerignore").write_text("*\n!engine/\n")
     for d in ("engine", "provision", "weights", "engine/__pycache__", "tests"):
         (tmp_path / d).mkdir()
@@ -142,8 +185,13 @@ def make_root(tmp_path):
 def test_the_context_is_what_the_image_needs_and_nothing_else(tmp_path):
     root = make_root(tmp_path)
     names = [a for _, a in context_files(root)]
-    assert names == ["Dockerfile", ".dockerignore", "engine/__main__.py",
-                     "provision/fetch-weights.py", "weights/README"]
+    assert names == [
+        "Dockerfile",
+        ".dockerignore",
+        "engine/__main__.py",
+        "provision/fetch-weights.py",
+        "weights/README",
+    ]
 
 
 def test_the_context_tar_carries_the_user_weights_as_user_caffemodel(tmp_path):
@@ -161,7 +209,7 @@ def test_the_context_is_found_in_a_checkout_or_under_share(tmp_path):
     with pytest.raises(DdctlError) as e:
         find_context([str(tmp_path / "nothing")])
     assert "pip install" in e.value.message
-    assert find_context() and dockerfile_bases(find_context())   # this checkout
+    assert find_context() and dockerfile_bases(find_context())  # this checkout
 
 
 def test_base_images_skip_stages_and_apply_arg_defaults(tmp_path):
@@ -169,6 +217,7 @@ def test_base_images_skip_stages_and_apply_arg_defaults(tmp_path):
 
 
 # --- build_image against a faked SDK ---------------------------------------------------
+
 
 class FakeImages:
     def __init__(self, present, pull_error=None):
@@ -179,9 +228,13 @@ class FakeImages:
     def get(self, name):
         if name not in self.present:
             raise ImageNotFound(f"No such image: {name}")
-        return types.SimpleNamespace(id="sha256:feedface", attrs={
-            "Size": 954_000_000,
-            "Config": {"Labels": {"io.ddctl.weights": "untrained", "io.ddctl.weights.sha1": "3fe6"}}})
+        return types.SimpleNamespace(
+            id="sha256:feedface",
+            attrs={
+                "Size": 954_000_000,
+                "Config": {"Labels": {"io.ddctl.weights": "untrained", "io.ddctl.weights.sha1": "3fe6"}},
+            },
+        )
 
     def pull(self, repo, tag=None):
         if self.pull_error:
@@ -211,8 +264,14 @@ def fake_client(stream, present=("debian:bullseye-slim",), **kw):
 def test_build_image_streams_events_and_summarises(tmp_path):
     client = fake_client(STREAM, present=("debian:bullseye-slim", "busybox:1"))
     events = []
-    s = b.build_image(client, tag="t:1", weights="untrained", root=make_root(tmp_path),
-                      on_event=events.append, labels={"io.ddctl.test": "1"})
+    s = b.build_image(
+        client,
+        tag="t:1",
+        weights="untrained",
+        root=make_root(tmp_path),
+        on_event=events.append,
+        labels={"io.ddctl.test": "1"},
+    )
     call = client.api.calls[0]
     assert call["custom_context"] and call["encoding"] == "gzip" and call["network_mode"] == "host"
     assert call["decode"] and call["rm"] and call["forcerm"] and call["nocache"] is False
@@ -220,12 +279,17 @@ def test_build_image_streams_events_and_summarises(tmp_path):
     assert call["labels"]["io.ddctl.test"] == "1" and call["labels"]["io.ddctl.image"] == "deepdream"
     assert [e.kind for e in events].count("step") == 3 and events[-1].kind == "done"
     assert (s.tag, s.size, s.weights) == ("t:1", 954_000_000, "untrained")
-    assert client.images.pulled == []           # present: used as it is
+    assert client.images.pulled == []  # present: used as it is
 
 
 def test_a_failed_build_raises_with_the_step(tmp_path):
-    client = fake_client([{"stream": "Step 1/1 : RUN false\n"}, {"stream": "boom\n"},
-                          {"errorDetail": {"message": "returned a non-zero code: 1"}}])
+    client = fake_client(
+        [
+            {"stream": "Step 1/1 : RUN false\n"},
+            {"stream": "boom\n"},
+            {"errorDetail": {"message": "returned a non-zero code: 1"}},
+        ]
+    )
     with pytest.raises(b.BuildFailed) as e:
         b.build_image(client, tag="t:1", weights="untrained", root=make_root(tmp_path))
     assert "step 1/1 (RUN false)" in e.value.message and "boom" in e.value.message
@@ -258,12 +322,21 @@ def test_human_size():
 
 def test_the_image_s_own_ddctl_line_is_the_reason():
     p = b.StreamParser()
-    feed_all(p, [
-        {"stream": "Step 26/36 : RUN set -e; if [ \"$WEIGHTS\" = file ]; then check; fi\n"},
-        {"stream": "init-weights: x is not a Caffe model file (Error parsing message)\n"},
-        {"stream": "ddctl: x is not bvlc_googlenet weights that Caffe can load; use --weights untrained\n"},
-        {"errorDetail": {"message": "The command '/bin/sh -c set -e; if ...; fi' returned a non-zero code: 1"}},
-    ])
+    feed_all(
+        p,
+        [
+            {"stream": "Step 26/36 : RUN set -e; if [ \"$WEIGHTS\" = file ]; then check; fi\n"},
+            {"stream": "init-weights: x is not a Caffe model file (Error parsing message)\n"},
+            {
+                "stream": "ddctl: x is not bvlc_googlenet weights that Caffe can load; use --weights untrained\n"
+            },
+            {
+                "errorDetail": {
+                    "message": "The command '/bin/sh -c set -e; if ...; fi' returned a non-zero code: 1"
+                }
+            },
+        ],
+    )
     msg = p.failure().message
     first = msg.splitlines()[0]
     assert first.endswith("x is not bvlc_googlenet weights that Caffe can load; use --weights untrained")

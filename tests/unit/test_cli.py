@@ -1,4 +1,5 @@
 """What a user sees from the CLI without any daemon."""
+
 import subprocess
 import sys
 
@@ -10,9 +11,11 @@ from ddctl.cli import main
 
 def ddctl(*args, env=None):
     import os
+
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "ddctl", *args], capture_output=True,
-                          text=True, env=full_env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ddctl", *args], capture_output=True, text=True, env=full_env, timeout=60
+    )
 
 
 def test_version_and_help_list_the_commands():
@@ -28,7 +31,7 @@ def test_a_daemon_that_is_not_there_is_one_sentence_without_traceback(command):
     r = ddctl(command, env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert r.returncode != 0
     assert "Traceback" not in r.stderr + r.stdout
-    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, r.stderr
     assert "unix:///nonexistent/docker.sock" in lines[0] and "ddctl doctor" in lines[0]
 

@@ -1,7 +1,7 @@
 """Endpoint resolution and error sentences, with the SDK's own exceptions."""
+
 import errno
 import json
-import os
 
 import pytest
 import requests
@@ -24,20 +24,32 @@ def wrapped(inner):
         return outer
 
 
-@pytest.mark.parametrize("inner, words", [
-    (FileNotFoundError(errno.ENOENT, "No such file or directory"), "socket does not exist"),
-    (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "nothing is listening"),
-    (PermissionError(errno.EACCES, "Permission denied"), "docker` group"),
-    (requests.exceptions.ConnectionError("('Connection aborted.', ConnectionResetError(104))"), "not answering"),
-])
+@pytest.mark.parametrize(
+    "inner, words",
+    [
+        (FileNotFoundError(errno.ENOENT, "No such file or directory"), "socket does not exist"),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), "nothing is listening"),
+        (PermissionError(errno.EACCES, "Permission denied"), "docker` group"),
+        (
+            requests.exceptions.ConnectionError("('Connection aborted.', ConnectionResetError(104))"),
+            "not answering",
+        ),
+    ],
+)
 def test_connection_failures_become_one_sentence_with_a_next_step(inner, words):
     text = explain(wrapped(inner), EP)
     assert words in text and "ddctl doctor" in text and "\n" not in text
 
 
 def test_plain_http_to_a_tls_port_and_the_reverse_are_told_apart():
-    a = explain(wrapped(requests.exceptions.ConnectionError(
-        "400 Client Error: Bad Request (Client sent an HTTP request to an HTTPS server.)")), EP)
+    a = explain(
+        wrapped(
+            requests.exceptions.ConnectionError(
+                "400 Client Error: Bad Request (Client sent an HTTP request to an HTTPS server.)"
+            )
+        ),
+        EP,
+    )
     b = explain(wrapped(requests.exceptions.SSLError("[SSL: WRONG_VERSION_NUMBER] wrong version number")), EP)
     assert "DOCKER_TLS_VERIFY=1" in a and "plain HTTP but ddctl spoke TLS" in b
 
@@ -51,10 +63,14 @@ def test_translate_errors_raises_the_sentence():
 
 def _write_context(cfgdir, name, host):
     import hashlib
+
     meta = cfgdir / "contexts" / "meta" / hashlib.sha256(name.encode()).hexdigest()
     meta.mkdir(parents=True)
-    (meta / "meta.json").write_text(json.dumps(
-        {"Name": name, "Metadata": {}, "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}}}))
+    (meta / "meta.json").write_text(
+        json.dumps(
+            {"Name": name, "Metadata": {}, "Endpoints": {"docker": {"Host": host, "SkipTLSVerify": False}}}
+        )
+    )
 
 
 def test_endpoint_order_follows_the_docker_cli(tmp_path, monkeypatch):

@@ -1,15 +1,12 @@
 """The doctor's pure parts: shell formats, certificate checks, check ordering and skips,
 group advice. No daemon needed."""
+
 import datetime
-import grp
 import os
-import pwd
-import stat
 import sys
 import types
 
 import pytest
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from ddctl.doctor import certs, shellenv
 from ddctl.doctor.checks import CHECKS, engine_identity, group_advice, split_host, tls_from_env
@@ -17,22 +14,47 @@ from ddctl.doctor.result import FAIL, OK, SKIPPED, WARN, CheckResult
 from ddctl.doctor.runner import Check, Context, exit_code, run_checks, summarize
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import doctor_certs as dc  # noqa: E402
-
+import doctor_certs as dc
 
 # ---------------------------------------------------------------- shell formats
-SETTINGS = [("DOCKER_HOST", "tcp://192.168.59.103:2376"), ("DOCKER_TLS_VERIFY", "1"),
-            ("DOCKER_CERT_PATH", "/home/me/.docker/machine/machines/dev"), ("DOCKER_CONTEXT", None)]
+SETTINGS = [
+    ("DOCKER_HOST", "tcp://192.168.59.103:2376"),
+    ("DOCKER_TLS_VERIFY", "1"),
+    ("DOCKER_CERT_PATH", "/home/me/.docker/machine/machines/dev"),
+    ("DOCKER_CONTEXT", None),
+]
 
 
-@pytest.mark.parametrize("shell, first, unset, tail", [
-    ("bash", 'export DOCKER_HOST="tcp://192.168.59.103:2376"', "unset DOCKER_CONTEXT", '# eval "$(ddctl doctor env)"'),
-    ("zsh", 'export DOCKER_HOST="tcp://192.168.59.103:2376"', "unset DOCKER_CONTEXT", '# eval "$(ddctl doctor env)"'),
-    ("fish", 'set -gx DOCKER_HOST "tcp://192.168.59.103:2376";', "set -e DOCKER_CONTEXT;", "# eval (ddctl doctor env)"),
-    ("powershell", '$Env:DOCKER_HOST = "tcp://192.168.59.103:2376"', "Remove-Item Env:\\DOCKER_CONTEXT",
-     "# & ddctl doctor env | Invoke-Expression"),
-    ("cmd", "SET DOCKER_HOST=tcp://192.168.59.103:2376", "SET DOCKER_CONTEXT=", "REM @FOR /f"),
-])
+@pytest.mark.parametrize(
+    "shell, first, unset, tail",
+    [
+        (
+            "bash",
+            'export DOCKER_HOST="tcp://192.168.59.103:2376"',
+            "unset DOCKER_CONTEXT",
+            '# eval "$(ddctl doctor env)"',
+        ),
+        (
+            "zsh",
+            'export DOCKER_HOST="tcp://192.168.59.103:2376"',
+            "unset DOCKER_CONTEXT",
+            '# eval "$(ddctl doctor env)"',
+        ),
+        (
+            "fish",
+            'set -gx DOCKER_HOST "tcp://192.168.59.103:2376";',
+            "set -e DOCKER_CONTEXT;",
+            "# eval (ddctl doctor env)",
+        ),
+        (
+            "powershell",
+            '$Env:DOCKER_HOST = "tcp://192.168.59.103:2376"',
+            "Remove-Item Env:\\DOCKER_CONTEXT",
+            "# & ddctl doctor env | Invoke-Expression",
+        ),
+        ("cmd", "SET DOCKER_HOST=tcp://192.168.59.103:2376", "SET DOCKER_CONTEXT=", "REM @FOR /f"),
+    ],
+)
 def test_each_shell_gets_its_own_syntax_and_the_eval_comment(shell, first, unset, tail):
     lines = shellenv.render(shell, SETTINGS).splitlines()
     assert lines[0] == first
@@ -49,23 +71,40 @@ def test_values_are_quoted_so_the_shell_cannot_expand_them():
 
 def test_bash_lines_really_set_and_unset_in_bash(tmp_path):
     import subprocess
+
     text = shellenv.render("bash", [("DOCKER_HOST", 'unix:///tmp/we ird"$x.sock'), ("DOCKER_CONTEXT", None)])
-    r = subprocess.run(["bash", "-c", text + '\necho "$DOCKER_HOST|${DOCKER_CONTEXT-unset}"'],
-                       env={"DOCKER_CONTEXT": "c", "PATH": os.environ["PATH"]}, capture_output=True, text=True)
+    r = subprocess.run(
+        ["bash", "-c", text + '\necho "$DOCKER_HOST|${DOCKER_CONTEXT-unset}"'],
+        env={"DOCKER_CONTEXT": "c", "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+    )
     assert r.stdout.strip() == 'unix:///tmp/we ird"$x.sock|unset'
 
 
-@pytest.mark.parametrize("shell_var, expected", [
-    ("/bin/bash", "bash"), ("/usr/bin/zsh", "zsh"), ("/usr/local/bin/fish", "fish"),
-    ("/usr/bin/pwsh", "powershell"), ("/bin/dash", "bash"), ("", "bash" if os.name != "nt" else "powershell")])
+@pytest.mark.parametrize(
+    "shell_var, expected",
+    [
+        ("/bin/bash", "bash"),
+        ("/usr/bin/zsh", "zsh"),
+        ("/usr/local/bin/fish", "fish"),
+        ("/usr/bin/pwsh", "powershell"),
+        ("/bin/dash", "bash"),
+        ("", "bash" if os.name != "nt" else "powershell"),
+    ],
+)
 def test_the_shell_comes_from_SHELL(shell_var, expected):
     assert shellenv.detect_shell({"SHELL": shell_var}) == expected
 
 
 def test_settings_for_plain_and_tls_endpoints():
     plain = dict(shellenv.settings_for("http+unix:///run/x.sock", None, {"DOCKER_CONTEXT": "c"}))
-    assert plain == {"DOCKER_HOST": "unix:///run/x.sock", "DOCKER_TLS_VERIFY": None,
-                     "DOCKER_CERT_PATH": None, "DOCKER_CONTEXT": None}
+    assert plain == {
+        "DOCKER_HOST": "unix:///run/x.sock",
+        "DOCKER_TLS_VERIFY": None,
+        "DOCKER_CERT_PATH": None,
+        "DOCKER_CONTEXT": None,
+    }
     tls = dict(shellenv.settings_for("https://10.0.0.5:2376", {"verify": True, "dir": "/c"}, {}))
     assert tls == {"DOCKER_HOST": "tcp://10.0.0.5:2376", "DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/c"}
 
@@ -73,7 +112,7 @@ def test_settings_for_plain_and_tls_endpoints():
 def test_tls_from_env_follows_docker_py():
     assert tls_from_env({}) is None
     assert tls_from_env({"DOCKER_TLS_VERIFY": ""}) is None
-    t = tls_from_env({"DOCKER_TLS_VERIFY": "0", "DOCKER_CERT_PATH": "/c"})   # any value but "" verifies
+    t = tls_from_env({"DOCKER_TLS_VERIFY": "0", "DOCKER_CERT_PATH": "/c"})  # any value but "" verifies
     assert t["verify"] is True and t["ca"] == "/c/ca.pem"
     assert tls_from_env({"DOCKER_CERT_PATH": "/c"})["verify"] is False
 
@@ -103,8 +142,10 @@ def test_expired_and_soon_expiring_certificates(pki):
     assert problems[0][0] == "fail" and "cert.pem expired on" in problems[0][1]
     later = certs.now() + datetime.timedelta(days=350)
     soon = certs.check_client_files(*files(pki["good"]), at=later)
-    assert ("warn", f"cert.pem expires on {certs.not_after(certs.load_cert(files(pki['good'])[1])):%Y-%m-%d}, "
-                    "in 15 days") in soon or any(s == "warn" and p.startswith("cert.pem expires on") for s, p in soon)
+    assert (
+        "warn",
+        f"cert.pem expires on {certs.not_after(certs.load_cert(files(pki['good'])[1])):%Y-%m-%d}, in 15 days",
+    ) in soon or any(s == "warn" and p.startswith("cert.pem expires on") for s, p in soon)
     assert all(s == "warn" for s, _ in soon)
 
 
@@ -114,7 +155,9 @@ def test_a_key_of_another_certificate_and_a_foreign_ca(pki, tmp_path):
     assert any("not the key of cert.pem" in p for _, p in certs.check_client_files(ca, cert, other_key))
     foreign, fkey = dc.make_ca("someone else")
     dc.write_set(str(tmp_path), foreign, foreign, fkey)
-    assert any("not issued by ca.pem" in p for _, p in certs.check_client_files(str(tmp_path / "ca.pem"), cert, None))
+    assert any(
+        "not issued by ca.pem" in p for _, p in certs.check_client_files(str(tmp_path / "ca.pem"), cert, None)
+    )
 
 
 def test_a_server_certificate_is_not_a_client_certificate(pki):
@@ -125,7 +168,9 @@ def test_a_server_certificate_is_not_a_client_certificate(pki):
 def test_missing_and_garbage_files(pki, tmp_path):
     ca, cert, key = files(pki["good"])
     (tmp_path / "cert.pem").write_text("<html>not a certificate</html>")
-    probs = [p for _, p in certs.check_client_files(str(tmp_path / "nope.pem"), str(tmp_path / "cert.pem"), key)]
+    probs = [
+        p for _, p in certs.check_client_files(str(tmp_path / "nope.pem"), str(tmp_path / "cert.pem"), key)
+    ]
     assert any("missing" in p for p in probs) and any("cannot be read as PEM" in p for p in probs)
 
 
@@ -146,22 +191,29 @@ def test_a_check_whose_prerequisite_failed_is_skipped_with_the_reason():
         def f(ctx):
             seen.append(name)
             return CheckResult(name, status, f"{name} says {status}")
+
         return f
-    checks = [Check("a", "A", make("a", FAIL)), Check("b", "B", make("b", OK), ("a",)),
-              Check("c", "C", make("c", OK), ("b",)), Check("d", "D", make("d", SKIPPED)),
-              Check("e", "E", make("e", WARN), ("d",))]
+
+    checks = [
+        Check("a", "A", make("a", FAIL)),
+        Check("b", "B", make("b", OK), ("a",)),
+        Check("c", "C", make("c", OK), ("b",)),
+        Check("d", "D", make("d", SKIPPED)),
+        Check("e", "E", make("e", WARN), ("d",)),
+    ]
     results = run_checks(checks, Context(env={}))
-    assert seen == ["a", "d", "e"]                    # b and c never ran
+    assert seen == ["a", "d", "e"]  # b and c never ran
     by = {r.name: r for r in results}
     assert by["b"].status == SKIPPED and by["b"].detail == "needs A, which failed"
     assert by["c"].detail == "needs B, which was skipped"
-    assert by["e"].status == WARN                     # a not-applicable skip blocks nothing
+    assert by["e"].status == WARN  # a not-applicable skip blocks nothing
     assert summarize(results) == {OK: 0, WARN: 1, FAIL: 1, SKIPPED: 3} and exit_code(results) == 1
 
 
 def test_a_crashing_check_is_a_failure_not_a_traceback():
     def boom(ctx):
         raise RuntimeError("bug")
+
     (r,) = run_checks([Check("x", "X", boom)], Context(env={}))
     assert r.status == FAIL and "crashed" in r.detail
 
@@ -178,8 +230,10 @@ def st(gid, mode=0o140660):
 
 
 def fake_db(members):
-    return (lambda gid: types.SimpleNamespace(gr_name="docker", gr_mem=members),
-            lambda uid: types.SimpleNamespace(pw_name="ann", pw_gid=1000))
+    return (
+        lambda gid: types.SimpleNamespace(gr_name="docker", gr_mem=members),
+        lambda uid: types.SimpleNamespace(pw_name="ann", pw_gid=1000),
+    )
 
 
 def test_in_the_group_but_not_in_this_login():

@@ -1,4 +1,5 @@
 """provision/boot2docker-wait4eth1.sh, run by sh with a fake `ip` on PATH."""
+
 import os
 import shutil
 import subprocess
@@ -25,8 +26,14 @@ def run(tmp_path, down, tries, shell="sh", how="sh"):
     fake.mkdir(exist_ok=True)
     (fake / "ip").write_text(FAKE_IP)
     (fake / "ip").chmod(0o755)
-    env = {"PATH": f"{fake}:/usr/bin:/bin", "DOWN": str(down), "STATE": str(tmp_path / "calls"),
-           "WAIT4ETH1_TRIES": str(tries), "WAIT4ETH1_INTERVAL": "0", "WAIT4ETH1_SETTLE": "0"}
+    env = {
+        "PATH": f"{fake}:/usr/bin:/bin",
+        "DOWN": str(down),
+        "STATE": str(tmp_path / "calls"),
+        "WAIT4ETH1_TRIES": str(tries),
+        "WAIT4ETH1_INTERVAL": "0",
+        "WAIT4ETH1_SETTLE": "0",
+    }
     # sourced like the profile is, followed by a line that must still run
     cmd = [shell, "-c", f". {SNIPPET}; echo after=$?"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=30)

@@ -1,4 +1,5 @@
 """The container's command line as a user (or ddctl) sees it: events, files, exit codes."""
+
 import http.server
 import io
 import json
@@ -57,31 +58,39 @@ def test_a_dream_run_emits_the_contract_events_and_writes_the_named_picture(pic)
     assert [(s['width'], s['height']) for s in steps] == [(43, 32)] * 3 + [(64, 48)] * 3
     assert all(isinstance(s['elapsed'], float) for s in steps)
     final = str(pic / 'cat-conv2-i3-o2.png')
-    assert tail == [{'event': 'saved', 'kind': 'final', 'path': final},
-                    {'event': 'done', 'path': final, 'elapsed': tail[1]['elapsed']}]
+    assert tail == [
+        {'event': 'saved', 'kind': 'final', 'path': final},
+        {'event': 'done', 'path': final, 'elapsed': tail[1]['elapsed']},
+    ]
     with Image.open(final) as im:
         assert im.size == (64, 48) and im.mode == 'RGB'
-        assert np.abs(np.asarray(im).astype(int)
-                      - np.asarray(Image.open(str(pic / 'cat.jpg'))).astype(int)).mean() > 1
+        assert (
+            np.abs(
+                np.asarray(im).astype(int) - np.asarray(Image.open(str(pic / 'cat.jpg'))).astype(int)
+            ).mean()
+            > 1
+        )
 
 
 def test_defaults_are_the_notebooks(pic):
-    factory = lambda p, w: FakeNet(extra_layers=[LayerInfo('inception_4c/output', 512, 16)])
+    def factory(p, w):
+        return FakeNet(extra_layers=[LayerInfo('inception_4c/output', 512, 16)])
+
     seen = {}
 
     def fake_deepdream(net, img, **kw):
         seen.update(kw)
         return img.astype(np.float32)
+
     orig, cli.dream.deepdream = cli.dream.deepdream, fake_deepdream
     try:
         code, ev, _ = run_json(['cat.jpg', '--output-dir', str(pic)], factory)
     finally:
         cli.dream.deepdream = orig
     assert code == 0
-    assert {k: seen[k] for k in ('iter_n', 'octave_n', 'octave_scale', 'end', 'step_size',
-                                 'jitter')} == dict(iter_n=10, octave_n=4, octave_scale=1.4,
-                                                    end='inception_4c/output', step_size=1.5,
-                                                    jitter=32)
+    assert {k: seen[k] for k in ('iter_n', 'octave_n', 'octave_scale', 'end', 'step_size', 'jitter')} == dict(
+        iter_n=10, octave_n=4, octave_scale=1.4, end='inception_4c/output', step_size=1.5, jitter=32
+    )
     assert ev[-1]['path'].endswith('/cat-inception_4c-output-i10-o4.png')
 
 
@@ -93,18 +102,23 @@ def test_same_seed_gives_the_same_picture_and_the_engine_result(pic):
     a1, a2 = np.asarray(Image.open(p1)), np.asarray(Image.open(p2))
     assert np.array_equal(a1, a2)
     img = np.asarray(Image.open(str(pic / 'cat.jpg')).convert('RGB'))
-    expect = dream.to_uint8(dream.deepdream(FakeNet(), img, iter_n=2, octave_n=2, end='conv1',
-                                            jitter=4, rng=np.random.RandomState(42)))
+    expect = dream.to_uint8(
+        dream.deepdream(
+            FakeNet(), img, iter_n=2, octave_n=2, end='conv1', jitter=4, rng=np.random.RandomState(42)
+        )
+    )
     assert np.array_equal(a1, expect)
-    other = run_json(['cat.jpg', 'conv1', '2', '2', '--seed', '43', '--jitter', '4',
-                      '--output-dir', str(pic)])[1][-1]['path']
+    other = run_json(
+        ['cat.jpg', 'conv1', '2', '2', '--seed', '43', '--jitter', '4', '--output-dir', str(pic)]
+    )[1][-1]['path']
     assert not np.array_equal(a1, np.asarray(Image.open(other)))
 
 
 def test_runs_never_overwrite_each_other(pic):
     (pic / 'cat-conv1-i1-o1.png').write_bytes(b'an earlier run')
-    paths = [run_json(['cat.jpg', 'conv1', '1', '1', '--output-dir', str(pic)])[1][-1]['path']
-             for _ in range(2)]
+    paths = [
+        run_json(['cat.jpg', 'conv1', '1', '1', '--output-dir', str(pic)])[1][-1]['path'] for _ in range(2)
+    ]
     assert [os.path.basename(p) for p in paths] == ['cat-conv1-i1-o1-2.png', 'cat-conv1-i1-o1-3.png']
     assert (pic / 'cat-conv1-i1-o1.png').read_bytes() == b'an earlier run'
 
@@ -112,8 +126,9 @@ def test_runs_never_overwrite_each_other(pic):
 def test_name_and_absolute_source(pic):
     other = pic / 'elsewhere'
     other.mkdir()
-    code, ev, _ = run_json([str(pic / 'cat.jpg'), 'conv1', '1', '1', '--name', 'sky',
-                            '--output-dir', str(other)])
+    code, ev, _ = run_json(
+        [str(pic / 'cat.jpg'), 'conv1', '1', '1', '--name', 'sky', '--output-dir', str(other)]
+    )
     assert code == 0 and ev[-1]['path'] == str(other / 'sky-conv1-i1-o1.png')
 
 
@@ -142,13 +157,26 @@ def test_save_steps_uses_the_2015_names_in_a_folder_named_after_the_final_pictur
 
 
 def test_list_layers_prints_dreamable_blobs_only(pic):
-    junk = [LayerInfo(n, 3, 1) for n in ('data', 'inception_4c/relu_1x1', 'pool5/7x7_s1',
-                                         'pool5/drop_7x7_s1', 'loss3/classifier', 'prob')]
+    junk = [
+        LayerInfo(n, 3, 1)
+        for n in (
+            'data',
+            'inception_4c/relu_1x1',
+            'pool5/7x7_s1',
+            'pool5/drop_7x7_s1',
+            'loss3/classifier',
+            'prob',
+        )
+    ]
     code, out, err = run(['--list-layers'], lambda p, w: FakeNet(extra_layers=junk))
     assert code == 0 and err == '' and len(out.splitlines()) == 1
-    assert json.loads(out) == {'layers': [{'name': 'conv1', 'channels': 8, 'stride': 2},
-                                          {'name': 'conv2', 'channels': 12, 'stride': 4},
-                                          {'name': 'conv3', 'channels': 16, 'stride': 8}]}
+    assert json.loads(out) == {
+        'layers': [
+            {'name': 'conv1', 'channels': 8, 'stride': 2},
+            {'name': 'conv2', 'channels': 12, 'stride': 4},
+            {'name': 'conv3', 'channels': 16, 'stride': 8},
+        ]
+    }
 
 
 def test_unknown_layer_is_refused_with_the_list(pic):
@@ -176,22 +204,25 @@ def test_picture_smaller_than_the_layer_needs(tmp_path):
     assert code == 2 and ev[0]['code'] == 'bad_input' and 'needs at least 8' in ev[0]['message']
 
 
-@pytest.mark.parametrize('args,words', [
-    (['conv1', '0'], 'ITERATIONS'),
-    (['conv1', 'ten'], 'ITERATIONS'),
-    (['conv1', '2', '-1'], 'OCTAVES'),
-    (['conv1', '2', '2', 'nan'], 'OCTAVE_SCALE'),
-    (['conv1', '2', '2', '0.5'], 'OCTAVE_SCALE'),
-    (['--step-size', '0'], '--step-size'),
-    (['--step-size', 'inf'], '--step-size'),
-    (['--jitter', '-3'], '--jitter'),
-    (['--seed', 'x'], '--seed'),
-    (['--max-size', '0'], '--max-size'),
-    (['--name', 'a/b'], '--name'),
-    (['--progress', 'fancy'], '--progress'),
-    (['--bogus'], '--bogus'),
-    (['conv1', '1', '1', '1.4', 'extra'], 'extra'),
-])
+@pytest.mark.parametrize(
+    'args,words',
+    [
+        (['conv1', '0'], 'ITERATIONS'),
+        (['conv1', 'ten'], 'ITERATIONS'),
+        (['conv1', '2', '-1'], 'OCTAVES'),
+        (['conv1', '2', '2', 'nan'], 'OCTAVE_SCALE'),
+        (['conv1', '2', '2', '0.5'], 'OCTAVE_SCALE'),
+        (['--step-size', '0'], '--step-size'),
+        (['--step-size', 'inf'], '--step-size'),
+        (['--jitter', '-3'], '--jitter'),
+        (['--seed', 'x'], '--seed'),
+        (['--max-size', '0'], '--max-size'),
+        (['--name', 'a/b'], '--name'),
+        (['--progress', 'fancy'], '--progress'),
+        (['--bogus'], '--bogus'),
+        (['conv1', '1', '1', '1.4', 'extra'], 'extra'),
+    ],
+)
 def test_bad_arguments_exit_2_with_one_json_line(pic, args, words):
     code, out, err = run(['cat.jpg'] + args + ['--output-dir', str(pic)])
     assert code == 2 and err == ''
@@ -211,23 +242,26 @@ def test_text_progress_on_a_terminal_and_errors_on_stderr(pic):
     lines = out.splitlines()
     assert lines[0].startswith('dreaming on ') and 'layer conv1' in lines[0]
     assert lines[1].startswith('step   1/2') and lines[-1].startswith('done in ')
-    assert not any(l.startswith('{') for l in lines)
+    assert not any(line.startswith('{') for line in lines)
     code, out, err = run(['cat.jpg', 'nope', '--progress', 'text', '--output-dir', str(pic)])
     assert code == 2 and out == '' and err.startswith('error: unknown layer') and err.count('\n') == 1
 
 
 def test_json_forced_on_a_terminal(pic):
-    code, out, _ = run(['cat.jpg', 'conv1', '1', '1', '--progress', 'json', '--output-dir', str(pic)],
-                       stdout=TtyIO())
-    assert code == 0 and all(json.loads(l) for l in out.splitlines())
+    code, out, _ = run(
+        ['cat.jpg', 'conv1', '1', '1', '--progress', 'json', '--output-dir', str(pic)], stdout=TtyIO()
+    )
+    assert code == 0 and all(json.loads(line) for line in out.splitlines())
 
 
 def test_unexpected_failure_is_an_internal_error_event(pic):
     def broken(p, w):
         raise ZeroDivisionError('boom')
+
     code, ev, err = run_json(['cat.jpg', '--output-dir', str(pic)], broken)
-    assert code == 1 and ev == [{'event': 'error', 'code': 'internal',
-                                 'message': 'internal error: ZeroDivisionError: boom'}]
+    assert code == 1 and ev == [
+        {'event': 'error', 'code': 'internal', 'message': 'internal error: ZeroDivisionError: boom'}
+    ]
     assert 'Traceback' in err
 
 
@@ -250,21 +284,25 @@ class StopAfter(FakeNet):
 @pytest.mark.parametrize('how', ['ctrl-c', 'sigterm'])
 def test_interrupt_exits_130_keeping_the_steps_already_saved(pic, how):
     before = signal.getsignal(signal.SIGTERM)
-    code, ev, err = run_json(['cat.jpg', 'conv1', '3', '2', '--save-steps', '--output-dir', str(pic)],
-                             lambda p, w: StopAfter(4, how))
+    code, ev, err = run_json(
+        ['cat.jpg', 'conv1', '3', '2', '--save-steps', '--output-dir', str(pic)],
+        lambda p, w: StopAfter(4, how),
+    )
     assert code == 130 and 'interrupted' in err
     assert signal.getsignal(signal.SIGTERM) == before
     steps = sorted(os.listdir(str(pic / 'cat-conv1-i3-o2-steps')))
     assert steps == ['conv1-0-0.png', 'conv1-0-1.png', 'conv1-0-2.png']
     for s in steps:
-        Image.open(str(pic / 'cat-conv1-i3-o2-steps' / s)).load()   # complete files
+        Image.open(str(pic / 'cat-conv1-i3-o2-steps' / s)).load()  # complete files
     assert not (pic / 'cat-conv1-i3-o2.png').exists()
     assert all(e['event'] != 'error' for e in ev)
 
 
 def test_interrupt_before_the_first_step_leaves_no_empty_steps_folder(pic):
-    code, _, _ = run_json(['cat.jpg', 'conv1', '3', '2', '--save-steps', '--output-dir', str(pic)],
-                          lambda p, w: StopAfter(1, 'ctrl-c'))
+    code, _, _ = run_json(
+        ['cat.jpg', 'conv1', '3', '2', '--save-steps', '--output-dir', str(pic)],
+        lambda p, w: StopAfter(1, 'ctrl-c'),
+    )
     assert code == 130 and os.listdir(str(pic)) == ['cat.jpg']
 
 
@@ -296,10 +334,13 @@ def server():
 def test_url_source_is_fetched_and_named_after_its_file(tmp_path, server):
     buf = io.BytesIO()
     Image.new('RGBA', (30, 20), (0, 128, 0, 255)).save(buf, 'PNG')
-    _Handler.routes = {'/pics/sky%20blue.png': (200, 'image/png', buf.getvalue()),
-                       '/page.jpg': (200, 'text/html; charset=utf-8', b'<html>login</html>')}
-    code, ev, _ = run_json([server + '/pics/sky%20blue.png', 'conv1', '1', '1',
-                            '--output-dir', str(tmp_path)])
+    _Handler.routes = {
+        '/pics/sky%20blue.png': (200, 'image/png', buf.getvalue()),
+        '/page.jpg': (200, 'text/html; charset=utf-8', b'<html>login</html>'),
+    }
+    code, ev, _ = run_json(
+        [server + '/pics/sky%20blue.png', 'conv1', '1', '1', '--output-dir', str(tmp_path)]
+    )
     assert code == 0 and ev[0]['source'].endswith('/pics/sky%20blue.png')
     assert ev[-1]['path'] == str(tmp_path / 'sky_blue-conv1-i1-o1.png')
     code, ev, _ = run_json([server + '/page.jpg', '--output-dir', str(tmp_path)])
@@ -312,15 +353,34 @@ def test_url_source_is_fetched_and_named_after_its_file(tmp_path, server):
 
 def test_python_dash_m_engine_runs_without_caffe_and_refuses_cleanly(pic):
     env = dict(os.environ, PYTHONPATH=ROOT)
-    r = subprocess.run([sys.executable, '-m', 'engine', 'cat.jpg', '--output-dir', str(pic),
-                        '--weights', str(pic / 'missing.caffemodel')],
-                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       universal_newlines=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'engine',
+            'cat.jpg',
+            '--output-dir',
+            str(pic),
+            '--weights',
+            str(pic / 'missing.caffemodel'),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and r.stderr == ''
     (line,) = r.stdout.splitlines()
     assert json.loads(line)['message'].startswith('weights file not found: ')
-    r = subprocess.run([sys.executable, '-m', 'engine', '--help'], cwd=ROOT, env=env,
-                       stdout=subprocess.PIPE, universal_newlines=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, '-m', 'engine', '--help'],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and 'OCTAVE_SCALE' in r.stdout and '--save-steps' in r.stdout
 
 

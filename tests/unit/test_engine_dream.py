@@ -1,4 +1,5 @@
 """engine/dream.py against the plain notebook transcription, on the same (fake) net."""
+
 import os
 import sys
 
@@ -7,16 +8,16 @@ import pytest
 import scipy.ndimage as nd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import notebook_reference as nb  # noqa: E402
-from test_engine_fakenet import FakeNet  # noqa: E402
+import notebook_reference as nb
+from test_engine_fakenet import FakeNet
 
-from engine import dream  # noqa: E402
+from engine import dream
 
 
 def picture(h, w, seed=0):
     rng = np.random.RandomState(seed)
     img = rng.randint(0, 256, (h, w, 3)).astype(np.uint8)  # (H,W,3) RGB
-    img[: h // 2] //= 2                                      # some structure
+    img[: h // 2] //= 2  # some structure
     return img
 
 
@@ -33,8 +34,9 @@ def both(img, seed, **kw):
 @pytest.mark.parametrize('jitter', [0, 5])
 def test_engine_equals_notebook_pixel_for_pixel(end, jitter):
     img = picture(61, 84)
-    ours, ref = both(img, seed=7, iter_n=3, octave_n=3, octave_scale=1.4, end=end,
-                     jitter=jitter, step_size=1.5)
+    ours, ref = both(
+        img, seed=7, iter_n=3, octave_n=3, octave_scale=1.4, end=end, jitter=jitter, step_size=1.5
+    )
     assert ours.shape == ref.shape == (61, 84, 3)
     a, b = dream.to_uint8(ours), nb.to_uint8(ref)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
@@ -51,9 +53,14 @@ def test_engine_equals_notebook_with_defaults_on_odd_size():
 
 def test_same_seed_same_picture_other_seed_other_picture():
     img = picture(40, 40)
-    run = lambda s: dream.to_uint8(dream.deepdream(FakeNet(), img, iter_n=2, octave_n=2,
-                                                   end='conv2', jitter=8,
-                                                   rng=np.random.RandomState(s)))
+
+    def run(s):
+        return dream.to_uint8(
+            dream.deepdream(
+                FakeNet(), img, iter_n=2, octave_n=2, end='conv2', jitter=8, rng=np.random.RandomState(s)
+            )
+        )
+
     assert np.array_equal(run(1), run(1))
     assert not np.array_equal(run(1), run(2))
 
@@ -66,9 +73,16 @@ def test_unclipped_dream_matches_notebook_too():
 
 def test_progress_reports_every_step_in_order_with_octave_sizes():
     seen = []
-    dream.deepdream(FakeNet(), picture(50, 70), iter_n=3, octave_n=3, end='conv1', jitter=2,
-                    rng=np.random.RandomState(0),
-                    progress=lambda o, i, d: seen.append((o, i, d.shape)))
+    dream.deepdream(
+        FakeNet(),
+        picture(50, 70),
+        iter_n=3,
+        octave_n=3,
+        end='conv1',
+        jitter=2,
+        rng=np.random.RandomState(0),
+        progress=lambda o, i, d: seen.append((o, i, d.shape)),
+    )
     shapes = dream.octave_shapes(50, 70, 3, 1.4)[::-1]
     assert seen == [(o, i, (3,) + shapes[o]) for o in range(3) for i in range(3)]
 

@@ -7,6 +7,7 @@ FakeNet exposes both faces the tests need:
 Each layer is a 2x2 stride-2 "convolution" (channel mixing over 2x2 patches) + bias + ReLU,
 so the blobs have strides 2, 4, 8 like a tiny GoogLeNet stem.
 """
+
 import numpy as np
 
 from engine.net import LayerInfo
@@ -33,8 +34,8 @@ def _down(x, w, b):
     """x (C,H,W) -> relu(2x2 stride-2 conv) (O,H//2,W//2); w (O,C,2,2), b (O,)."""
     C, H, W = x.shape
     h, w_ = H // 2, W // 2
-    xr = x[:, :2 * h, :2 * w_].reshape(C, h, 2, w_, 2)              # (C,h,2,w,2)
-    z = np.einsum('okab,kiajb->oij', w, xr) + b[:, None, None]        # (O,h,w)
+    xr = x[:, : 2 * h, : 2 * w_].reshape(C, h, 2, w_, 2)  # (C,h,2,w,2)
+    z = np.einsum('okab,kiajb->oij', w, xr) + b[:, None, None]  # (O,h,w)
     return np.maximum(z, 0).astype(np.float32)
 
 
@@ -42,10 +43,10 @@ def _down_backward(x, y, dy, w):
     """gradient of _down w.r.t. x, given its output y and the output's gradient dy."""
     C, H, W = x.shape
     h, w_ = y.shape[1:]
-    dz = np.where(y > 0, dy, 0).astype(np.float32)                   # ReLU backward
-    dxr = np.einsum('okab,oij->kiajb', w, dz)                        # (C,h,2,w,2)
+    dz = np.where(y > 0, dy, 0).astype(np.float32)  # ReLU backward
+    dxr = np.einsum('okab,oij->kiajb', w, dz)  # (C,h,2,w,2)
     dx = np.zeros_like(x)
-    dx[:, :2 * h, :2 * w_] = dxr.reshape(C, 2 * h, 2 * w_)
+    dx[:, : 2 * h, : 2 * w_] = dxr.reshape(C, 2 * h, 2 * w_)
     return dx
 
 
@@ -94,13 +95,12 @@ class FakeNet:
         src.reshape(1, *data.shape)
         src.data[0] = data
         self.forward(end=end)
-        self.blobs[end].diff[:] = self.blobs[end].data   # L2 objective
+        self.blobs[end].diff[:] = self.blobs[end].data  # L2 objective
         self.backward(start=end)
         return src.diff[0].copy()
 
     def layers(self):
-        rows = [LayerInfo(n, c, 2 ** (i + 1))
-                for i, (n, c) in enumerate(zip(self.NAMES, self.CHANNELS))]
+        rows = [LayerInfo(n, c, 2 ** (i + 1)) for i, (n, c) in enumerate(zip(self.NAMES, self.CHANNELS))]
         return self.extra_layers + rows
 
     def min_input_size(self, end):
@@ -110,6 +110,7 @@ class FakeNet:
 # -----------------------------------------------------------------------------
 # the fake net must be a real gradient, or the equality tests prove little
 
+
 def test_fake_net_input_gradient_is_the_gradient_of_half_squared_norm():
     net = FakeNet()
     rng = np.random.RandomState(3)
@@ -117,7 +118,7 @@ def test_fake_net_input_gradient_is_the_gradient_of_half_squared_norm():
     for end in FakeNet.NAMES:
         g = net.input_gradient(x.astype(np.float32), end).astype(np.float64)
 
-        def f(v):
+        def f(v, end=end):
             net.blobs['data'].reshape(1, *v.shape)
             net.blobs['data'].data[0] = v
             net.forward(end=end)
@@ -135,5 +136,4 @@ def test_fake_net_blob_strides_match_reported_layers():
     net = FakeNet()
     net.input_gradient(np.zeros((3, 33, 17), np.float32), 'conv3')
     for info in net.layers():
-        assert net.blobs[info.name].data.shape == (1, info.channels, 33 // info.stride,
-                                                   17 // info.stride)
+        assert net.blobs[info.name].data.shape == (1, info.channels, 33 // info.stride, 17 // info.stride)

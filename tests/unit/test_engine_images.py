@@ -1,4 +1,5 @@
 """Every kind of picture people feed DeepDream becomes upright RGB and dreams; the rest is refused."""
+
 import io
 import json
 import os
@@ -12,19 +13,20 @@ import pytest
 from PIL import Image, features
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_engine_fakenet import FakeNet  # noqa: E402
+from test_engine_fakenet import FakeNet
 
-from engine import cli  # noqa: E402
-from engine.images import PictureError, load_rgb, save_png_new  # noqa: E402
+from engine import cli
+from engine.images import PictureError, load_rgb, save_png_new
 
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
 
 # --- generators: each writes one kind of picture, returns (file name, expected (H,W)) -----
 
+
 def make_rgba(d):
     im = Image.new('RGBA', (40, 30), RED + (255,))
-    im.paste((0, 0, 0, 0), (0, 0, 20, 30))          # left half fully transparent
+    im.paste((0, 0, 0, 0), (0, 0, 20, 30))  # left half fully transparent
     im.save(os.path.join(d, 'rgba.png'))
     return 'rgba.png', (30, 40)
 
@@ -40,7 +42,7 @@ def make_palette(d):
     im = Image.new('P', (40, 30), 1)
     im.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
     im.paste(0, (0, 0, 20, 30))
-    im.save(os.path.join(d, 'pal.png'), transparency=0)   # index 0 transparent
+    im.save(os.path.join(d, 'pal.png'), transparency=0)  # index 0 transparent
     return 'pal.png', (30, 40)
 
 
@@ -51,7 +53,7 @@ def make_grey(d):
 
 def make_grey16(d):
     a = np.full((30, 40), 65535, np.uint16)
-    a[:, :20] = 32896                                # 32896/257 = 128
+    a[:, :20] = 32896  # 32896/257 = 128
     Image.fromarray(a).save(os.path.join(d, 'grey16.png'))
     return 'grey16.png', (30, 40)
 
@@ -62,18 +64,17 @@ def make_cmyk(d):
 
 
 def make_exif_rotated(d):
-    im = Image.new('RGB', (40, 20), RED)             # stored wide: left red, right blue
+    im = Image.new('RGB', (40, 20), RED)  # stored wide: left red, right blue
     im.paste(BLUE, (20, 0, 40, 20))
     exif = Image.Exif()
-    exif[0x0112] = 6                                  # display rotated 90 degrees clockwise
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
     im.save(os.path.join(d, 'exif.jpg'), exif=exif.tobytes(), quality=95)
-    return 'exif.jpg', (40, 20)                       # shown tall
+    return 'exif.jpg', (40, 20)  # shown tall
 
 
 def make_animated(d):
     frames = [Image.new('RGB', (40, 30), c) for c in (RED, BLUE, WHITE)]
-    frames[0].save(os.path.join(d, 'anim.gif'), save_all=True, append_images=frames[1:],
-                   duration=100, loop=0)
+    frames[0].save(os.path.join(d, 'anim.gif'), save_all=True, append_images=frames[1:], duration=100, loop=0)
     return 'anim.gif', (30, 40)
 
 
@@ -82,8 +83,17 @@ def make_webp(d):
     return 'pic.webp', (30, 40)
 
 
-KINDS = [make_rgba, make_la, make_palette, make_grey, make_grey16, make_cmyk,
-         make_exif_rotated, make_animated, make_webp]
+KINDS = [
+    make_rgba,
+    make_la,
+    make_palette,
+    make_grey,
+    make_grey16,
+    make_cmyk,
+    make_exif_rotated,
+    make_animated,
+    make_webp,
+]
 
 
 def _skip_unsupported(kind):
@@ -94,7 +104,7 @@ def _skip_unsupported(kind):
 def run(argv, factory=None):
     out, err = io.StringIO(), io.StringIO()
     code = cli.main(argv, net_factory=factory or (lambda p, w: FakeNet()), stdout=out, stderr=err)
-    return code, [json.loads(l) for l in out.getvalue().splitlines()], err.getvalue()
+    return code, [json.loads(line) for line in out.getvalue().splitlines()], err.getvalue()
 
 
 @pytest.mark.parametrize('kind', KINDS, ids=lambda k: k.__name__[5:])
@@ -138,7 +148,7 @@ def test_exif_rotated_photo_is_shown_upright(tmp_path):
     a = load_rgb(os.path.join(str(tmp_path), make_exif_rotated(str(tmp_path))[0]))
     assert a.shape == (40, 20, 3)
     top, bottom = a[5, 10].astype(int), a[35, 10].astype(int)
-    assert top[0] > 200 and top[2] < 60        # the stored left (red) half is now on top
+    assert top[0] > 200 and top[2] < 60  # the stored left (red) half is now on top
     assert bottom[2] > 200 and bottom[0] < 60
 
 
@@ -151,9 +161,8 @@ def test_max_size_downscales_the_long_side(tmp_path):
     p = str(tmp_path / 'big.png')
     Image.new('RGB', (200, 100), RED).save(p)
     assert load_rgb(p, max_size=50).shape == (25, 50, 3)
-    assert load_rgb(p, max_size=500).shape == (100, 200, 3)    # never upscales
-    code, events, _ = run(['big.png', 'conv1', '1', '1', '--max-size', '64', '--output-dir',
-                           str(tmp_path)])
+    assert load_rgb(p, max_size=500).shape == (100, 200, 3)  # never upscales
+    code, events, _ = run(['big.png', 'conv1', '1', '1', '--max-size', '64', '--output-dir', str(tmp_path)])
     assert code == 0 and (events[0]['width'], events[0]['height']) == (64, 32)
     with Image.open(events[-1]['path']) as im:
         assert im.size == (64, 32)
@@ -161,11 +170,17 @@ def test_max_size_downscales_the_long_side(tmp_path):
 
 # --- refusals ------------------------------------------------------------------------------
 
+
 def _png_header_only(w, h):
     def chunk(t, data):
         return struct.pack('>I', len(data)) + t + data + struct.pack('>I', zlib.crc32(t + data))
-    return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0, 0, 0, 0))
-            + chunk(b'IDAT', zlib.compress(b'\0' * 100)) + chunk(b'IEND', b''))
+
+    return (
+        b'\x89PNG\r\n\x1a\n'
+        + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 8, 0, 0, 0, 0))
+        + chunk(b'IDAT', zlib.compress(b'\0' * 100))
+        + chunk(b'IEND', b'')
+    )
 
 
 def _truncated_png(d):
@@ -202,21 +217,23 @@ def test_non_pictures_are_refused_with_one_line_and_exit_2(tmp_path, what):
     code, events, err = run(['input.jpg', '--output-dir', str(tmp_path)])
     assert code == 2 and err == ''
     assert events == [{'event': 'error', 'code': 'bad_input', 'message': str(e.value)}]
-    assert sorted(os.listdir(str(tmp_path))) == sorted(['input.jpg'] + (
-        ['whole.png'] if what == 'truncated_png' else ['whole.jpg'] if what == 'truncated_jpeg'
-        else []))  # nothing written
+    assert sorted(os.listdir(str(tmp_path))) == sorted(
+        ['input.jpg']
+        + (['whole.png'] if what == 'truncated_png' else ['whole.jpg'] if what == 'truncated_jpeg' else [])
+    )  # nothing written
 
 
 def test_missing_file_and_folder_are_refused(tmp_path):
     code, events, _ = run(['nope.jpg', '--output-dir', str(tmp_path)])
     assert code == 2 and 'no such file' in events[0]['message']
-    assert str(tmp_path / 'nope.jpg') in events[0]['message']   # resolved against --output-dir
+    assert str(tmp_path / 'nope.jpg') in events[0]['message']  # resolved against --output-dir
     (tmp_path / 'sub').mkdir()
     code, events, _ = run(['sub', '--output-dir', str(tmp_path)])
     assert code == 2 and 'folder' in events[0]['message']
 
 
 # --- saving --------------------------------------------------------------------------------
+
 
 def test_save_never_overwrites_and_numbers_from_2(tmp_path):
     a = np.zeros((4, 5, 3), np.uint8)
@@ -232,8 +249,9 @@ def test_save_never_overwrites_and_numbers_from_2(tmp_path):
 def test_concurrent_saves_get_distinct_names(tmp_path):
     a = np.zeros((8, 8, 3), np.uint8)
     paths = []
-    threads = [threading.Thread(target=lambda: paths.append(save_png_new(a, str(tmp_path), 'r')))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: paths.append(save_png_new(a, str(tmp_path), 'r'))) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -1,7 +1,7 @@
 """Getting the input: a real HTTP server on 127.0.0.1 in a thread, real Pillow checks."""
+
 import http.server
 import io
-import os
 import threading
 
 import pytest
@@ -47,11 +47,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
 def server():
     Handler.routes = {
         "/cat.jpg": (200, {"Content-Type": "image/jpeg"}, JPEG),
-        "/page": (200, {"Content-Type": "image/jpeg"}, HTML),          # lies about its type
+        "/page": (200, {"Content-Type": "image/jpeg"}, HTML),  # lies about its type
         "/notes.txt": (200, {"Content-Type": "text/plain"}, b"just some words\n" * 10),
         "/cut.jpg": (200, {"Content-Type": "image/jpeg"}, JPEG[: len(JPEG) // 2]),
         "/big.jpg": (200, {"Content-Type": "image/jpeg"}, JPEG + b"\0" * 200_000),
-        "/stream.jpg": (200, {"Content-Type": "image/jpeg"}, JPEG + b"\0" * 200_000),   # no length
+        "/stream.jpg": (200, {"Content-Type": "image/jpeg"}, JPEG + b"\0" * 200_000),  # no length
         "/liar.jpg": (200, {"Content-Type": "image/jpeg", "Content-Length": "999999999"}, b""),
         "/go": (302, {"Location": "/cat.jpg"}, b""),
         "/loop": (302, {"Location": "/loop"}, b""),
@@ -138,7 +138,7 @@ def test_too_many_pixels_is_refused(server, tmp_path):
 
 def test_a_pillow_decompression_bomb_is_refused(tmp_path):
     f = tmp_path / "bomb.png"
-    f.write_bytes(picture_bytes("PNG", "1", (20000, 20000)))       # 400 Mpx in a few KB
+    f.write_bytes(picture_bytes("PNG", "1", (20000, 20000)))  # 400 Mpx in a few KB
     with pytest.raises(UsageError) as e:
         verify_picture(str(f), "bomb.png")
     assert "allowed" in one_line(e)
@@ -153,24 +153,36 @@ def test_redirect_loops_and_unreachable_hosts_are_one_line(server, tmp_path):
     assert "Cannot reach 127.0.0.1" in one_line(e) and "Connection refused" in one_line(e)
 
 
-@pytest.mark.parametrize("url, words", [
-    ("ftp://example.org/x.jpg", "only http:// and https://"),
-    ("http:///x.jpg", "no host"),
-])
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("ftp://example.org/x.jpg", "only http:// and https://"),
+        ("http:///x.jpg", "no host"),
+    ],
+)
 def test_unusable_addresses_are_usage_errors(url, words, tmp_path):
     with pytest.raises(UsageError) as e:
         download(url, str(tmp_path))
     assert words in one_line(e)
 
 
-@pytest.mark.parametrize("fmt, mode, kw", [
-    ("JPEG", "RGB", {"exif": b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00\x00\x00\x00\x00"}),
-    ("PNG", "RGBA", {}),
-    ("PNG", "L", {}),
-    ("JPEG", "L", {}),
-    ("WEBP", "RGB", {}),
-    ("GIF", "P", {}),
-])
+@pytest.mark.parametrize(
+    "fmt, mode, kw",
+    [
+        (
+            "JPEG",
+            "RGB",
+            {
+                "exif": b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x01\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00\x00\x00\x00\x00"
+            },
+        ),
+        ("PNG", "RGBA", {}),
+        ("PNG", "L", {}),
+        ("JPEG", "L", {}),
+        ("WEBP", "RGB", {}),
+        ("GIF", "P", {}),
+    ],
+)
 def test_pictures_users_really_have_are_accepted(tmp_path, fmt, mode, kw):
     f = tmp_path / f"in put.{fmt.lower()}"
     f.write_bytes(picture_bytes(fmt, mode, (40, 30), **kw))
@@ -178,22 +190,30 @@ def test_pictures_users_really_have_are_accepted(tmp_path, fmt, mode, kw):
     assert (p.format, p.width, p.height, p.stem) == (fmt, 40, 30, "in_put")
 
 
-@pytest.mark.parametrize("make, words", [
-    (lambda d: str(d / "missing.jpg"), "no such file"),
-    (lambda d: str(d), "is not a file"),
-    (lambda d: write(d / "empty.jpg", b""), "is empty"),
-    (lambda d: write(d / "page.jpg", HTML), "HTML page"),
-    (lambda d: write(d / "x.bin", bytes(range(256)) * 4), "not a picture"),
-])
+@pytest.mark.parametrize(
+    "make, words",
+    [
+        (lambda d: str(d / "missing.jpg"), "no such file"),
+        (lambda d: str(d), "is not a file"),
+        (lambda d: write(d / "empty.jpg", b""), "is empty"),
+        (lambda d: write(d / "page.jpg", HTML), "HTML page"),
+        (lambda d: write(d / "x.bin", bytes(range(256)) * 4), "not a picture"),
+    ],
+)
 def test_local_files_are_checked_the_same_way(tmp_path, make, words):
     with pytest.raises(UsageError) as e:
         open_local(make(tmp_path))
     assert words in one_line(e)
 
 
-@pytest.mark.parametrize("name, stem", [
-    ("/a/b/Cat photo (1).JPG", "Cat_photo_1"), ("/", "picture"), ("%%%.png", "picture"),
-    ("x" * 100 + ".jpg", "x" * 60),
-])
+@pytest.mark.parametrize(
+    "name, stem",
+    [
+        ("/a/b/Cat photo (1).JPG", "Cat_photo_1"),
+        ("/", "picture"),
+        ("%%%.png", "picture"),
+        ("x" * 100 + ".jpg", "x" * 60),
+    ],
+)
 def test_stems_are_safe_file_names(name, stem):
     assert safe_stem(name) == stem

@@ -1,4 +1,5 @@
 """The run's logic against a faked SDK: command line, naming, archive copy, events, cleanup."""
+
 import io
 import json
 import os
@@ -7,34 +8,67 @@ import types
 
 import pytest
 from docker.errors import APIError, ImageNotFound
+from PIL import Image
 
 from ddctl import run as r
 from ddctl.client import Endpoint
 from ddctl.errors import DdctlError, Interrupted, UsageError
-from PIL import Image
 
 LOCAL = Endpoint(host="unix:///var/run/docker.sock", source="default")
 
 
 def test_engine_command_follows_the_contract():
-    o = r.DreamOptions(layer="inception_3b/5x5_reduce", iterations=19, octaves=4, octave_scale=1.4,
-                       step_size=2.0, jitter=0, seed=7, save_steps=True, max_size=160)
+    o = r.DreamOptions(
+        layer="inception_3b/5x5_reduce",
+        iterations=19,
+        octaves=4,
+        octave_scale=1.4,
+        step_size=2.0,
+        jitter=0,
+        seed=7,
+        save_steps=True,
+        max_size=160,
+    )
     assert r.engine_command("/input/cat.jpg", "cat", o) == [
-        "/input/cat.jpg", "inception_3b/5x5_reduce", "19", "4", "1.4", "--name", "cat",
-        "--progress", "json", "--step-size", "2", "--jitter", "0", "--seed", "7", "--save-steps",
-        "--max-size", "160"]
+        "/input/cat.jpg",
+        "inception_3b/5x5_reduce",
+        "19",
+        "4",
+        "1.4",
+        "--name",
+        "cat",
+        "--progress",
+        "json",
+        "--step-size",
+        "2",
+        "--jitter",
+        "0",
+        "--seed",
+        "7",
+        "--save-steps",
+        "--max-size",
+        "160",
+    ]
     assert r.engine_command("/input/a.png", "a", r.DreamOptions())[:5] == [
-        "/input/a.png", "inception_4c/output", "10", "4", "1.4"]
+        "/input/a.png",
+        "inception_4c/output",
+        "10",
+        "4",
+        "1.4",
+    ]
 
 
-@pytest.mark.parametrize("host, force, env, mode", [
-    ("unix:///var/run/docker.sock", None, {}, "mount"),
-    ("tcp://192.168.99.100:2376", None, {}, "copy"),
-    ("ssh://me@box", None, {}, "copy"),
-    ("unix:///var/run/docker.sock", "copy", {}, "copy"),
-    ("unix:///var/run/docker.sock", None, {"DDCTL_TRANSFER": "copy"}, "copy"),
-    ("tcp://10.0.0.1:2375", None, {"DDCTL_TRANSFER": "mount"}, "mount"),
-])
+@pytest.mark.parametrize(
+    "host, force, env, mode",
+    [
+        ("unix:///var/run/docker.sock", None, {}, "mount"),
+        ("tcp://192.168.99.100:2376", None, {}, "copy"),
+        ("ssh://me@box", None, {}, "copy"),
+        ("unix:///var/run/docker.sock", "copy", {}, "copy"),
+        ("unix:///var/run/docker.sock", None, {"DDCTL_TRANSFER": "copy"}, "copy"),
+        ("tcp://10.0.0.1:2375", None, {"DDCTL_TRANSFER": "mount"}, "mount"),
+    ],
+)
 def test_the_transfer_follows_the_daemon_or_what_was_forced(host, force, env, mode):
     got, why = r.choose_transfer(Endpoint(host=host, source="x"), force, env)
     assert got == mode and why
@@ -68,7 +102,7 @@ def test_a_read_only_output_folder_is_refused(tmp_path):
 def test_free_names_follow_the_engine_rule(tmp_path):
     assert r.free_stem(str(tmp_path), "cat-x-i2-o2", ".png") == "cat-x-i2-o2"
     (tmp_path / "cat-x-i2-o2.png").write_text("")
-    (tmp_path / "cat-x-i2-o2-2-steps").mkdir()       # a steps folder also claims its name
+    (tmp_path / "cat-x-i2-o2-2-steps").mkdir()  # a steps folder also claims its name
     assert r.free_stem(str(tmp_path), "cat-x-i2-o2", ".png") == "cat-x-i2-o2-3"
 
 
@@ -100,12 +134,21 @@ def images_tar(files):
 
 def test_copied_results_never_overwrite_and_steps_move_with_their_picture(tmp_path):
     (tmp_path / "cat-l-i2-o2.png").write_bytes(b"first run")
-    got = r.extract_new_files(images_tar({
-        "cat-l-i2-o2.png": b"second run", "cat-l-i2-o2-steps": None,
-        "cat-l-i2-o2-steps/l-0-0.png": b"step"}), str(tmp_path))
+    got = r.extract_new_files(
+        images_tar(
+            {
+                "cat-l-i2-o2.png": b"second run",
+                "cat-l-i2-o2-steps": None,
+                "cat-l-i2-o2-steps/l-0-0.png": b"step",
+            }
+        ),
+        str(tmp_path),
+    )
     assert (tmp_path / "cat-l-i2-o2.png").read_bytes() == b"first run"
-    assert got == {"/images/cat-l-i2-o2.png": str(tmp_path / "cat-l-i2-o2-2.png"),
-                   "/images/cat-l-i2-o2-steps/l-0-0.png": str(tmp_path / "cat-l-i2-o2-2-steps" / "l-0-0.png")}
+    assert got == {
+        "/images/cat-l-i2-o2.png": str(tmp_path / "cat-l-i2-o2-2.png"),
+        "/images/cat-l-i2-o2-steps/l-0-0.png": str(tmp_path / "cat-l-i2-o2-2-steps" / "l-0-0.png"),
+    }
     assert (tmp_path / "cat-l-i2-o2-2.png").read_bytes() == b"second run"
     assert not (tmp_path.parent / "evil").exists() and not (tmp_path / "link").exists()
 
@@ -126,21 +169,40 @@ def test_the_eta_weighs_octaves_by_their_pixels():
     # after 1 of 4 steps, only ~1/6 of the work is done: ETA ~5 s, not 3 s
     assert 0.15 < p.fraction < 0.18 and 4.5 < p.eta < 5.5
     for i, (w, h) in enumerate([(100, 71), (140, 100), (140, 100)], start=2):
-        p.update({"step": i, "octave": i // 3, "iteration": (i - 1) % 2, "width": w, "height": h, "elapsed": i})
+        p.update(
+            {"step": i, "octave": i // 3, "iteration": (i - 1) % 2, "width": w, "height": h, "elapsed": i}
+        )
     assert p.fraction == 1.0 and p.eta == 0.0
 
 
 # --- dream() against a faked SDK --------------------------------------------------------
+
 
 def events_lines(*events):
     return [(json.dumps(e) + "\n").encode() for e in events]
 
 
 OK_EVENTS = [
-    {"event": "start", "source": "/input/cat.png", "layer": "l", "width": 40, "height": 30, "octaves": 1,
-     "iterations": 1, "steps_total": 1},
-    {"event": "step", "step": 1, "steps_total": 1, "octave": 0, "iteration": 0, "width": 40, "height": 30,
-     "elapsed": 0.1},
+    {
+        "event": "start",
+        "source": "/input/cat.png",
+        "layer": "l",
+        "width": 40,
+        "height": 30,
+        "octaves": 1,
+        "iterations": 1,
+        "steps_total": 1,
+    },
+    {
+        "event": "step",
+        "step": 1,
+        "steps_total": 1,
+        "octave": 0,
+        "iteration": 0,
+        "width": 40,
+        "height": 30,
+        "elapsed": 0.1,
+    },
     {"event": "saved", "kind": "final", "path": "/images/cat-l-i1-o1.png"},
     {"event": "done", "path": "/images/cat-l-i1-o1.png", "elapsed": 0.2},
 ]
@@ -162,11 +224,13 @@ class FakeContainer:
 
     def logs(self, stream=False, follow=False, stdout=True, stderr=True, tail="all"):
         if stream:
+
             def gen():
                 for i, c in enumerate(self.chunks):
                     if self.interrupt_after is not None and i == self.interrupt_after:
                         raise KeyboardInterrupt
                     yield c
+
             return gen()
         return self.stderr if stderr and not stdout else b"".join(self.chunks)
 
@@ -196,12 +260,16 @@ class FakeClient:
     def _get(self, tag):
         if not self.present:
             raise ImageNotFound("no such image")
-        return types.SimpleNamespace(id="sha256:1", attrs={"Config": {"Labels": {"io.ddctl.weights": "untrained"}}})
+        return types.SimpleNamespace(
+            id="sha256:1", attrs={"Config": {"Labels": {"io.ddctl.weights": "untrained"}}}
+        )
 
     def _create(self, image, **kw):
         if self.ckw.get("no_binds") and "mounts" in kw:
-            raise APIError("400", explanation="invalid mount config for type \"bind\": "
-                                              "bind source path does not exist: /tmp/x")
+            raise APIError(
+                "400",
+                explanation="invalid mount config for type \"bind\": bind source path does not exist: /tmp/x",
+            )
         c = FakeContainer(self, kw, **self.ckw)
         self.containers_made.append(c)
         return c
@@ -217,8 +285,14 @@ def cat(tmp_path):
 def test_a_mounted_run_reports_events_and_removes_its_container(tmp_path, cat):
     client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
     seen = []
-    res = r.dream(client, cat, r.DreamOptions(layer="l", iterations=1, octaves=1),
-                  output_dir=str(tmp_path / "out"), ep=LOCAL, on_event=seen.append)
+    res = r.dream(
+        client,
+        cat,
+        r.DreamOptions(layer="l", iterations=1, octaves=1),
+        output_dir=str(tmp_path / "out"),
+        ep=LOCAL,
+        on_event=seen.append,
+    )
     c = client.containers_made[0]
     assert res.path == str(tmp_path / "out" / "cat-l-i1-o1.png") and res.transfer == "mount"
     assert c.kw["network_disabled"] and c.kw["network_mode"] == "none"
@@ -236,8 +310,14 @@ def test_a_copied_run_puts_the_input_and_gets_the_results(tmp_path, cat):
     out.mkdir()
     (out / "cat-l-i1-o1.png").write_bytes(b"older")
     client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
-    res = r.dream(client, cat, r.DreamOptions(layer="l", iterations=1, octaves=1),
-                  output_dir=str(out), ep=LOCAL, transfer="copy")
+    res = r.dream(
+        client,
+        cat,
+        r.DreamOptions(layer="l", iterations=1, octaves=1),
+        output_dir=str(out),
+        ep=LOCAL,
+        transfer="copy",
+    )
     c = client.containers_made[0]
     assert "mounts" not in c.kw and c.put[0][0] == "/"
     with tarfile.open(fileobj=io.BytesIO(c.put[0][1])) as t:
@@ -303,8 +383,14 @@ def test_a_bad_input_never_starts_a_container(tmp_path):
 def test_a_daemon_that_cannot_see_the_folders_falls_back_to_the_copy(tmp_path, cat):
     client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0, no_binds=True)
     seen = []
-    res = r.dream(client, cat, r.DreamOptions(layer="l", iterations=1, octaves=1),
-                  output_dir=str(tmp_path / "o"), ep=LOCAL, on_event=seen.append)
+    res = r.dream(
+        client,
+        cat,
+        r.DreamOptions(layer="l", iterations=1, octaves=1),
+        output_dir=str(tmp_path / "o"),
+        ep=LOCAL,
+        on_event=seen.append,
+    )
     assert res.transfer == "copy" and os.path.exists(res.path)
     assert [e.data["mode"] for e in seen if e.kind == "transfer"] == ["mount", "copy"]
 
@@ -317,6 +403,7 @@ def test_a_container_removed_by_someone_else_is_one_sentence(tmp_path, cat):
         c = client._create_orig(image, **kw)
         c.wait = lambda: (_ for _ in ()).throw(APIError("409", explanation="container is marked for removal"))
         return c
+
     client.containers.create = create
     with pytest.raises(DdctlError) as e:
         r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)

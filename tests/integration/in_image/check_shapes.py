@@ -5,6 +5,7 @@ shape caffe_net.infer_shapes predicts; for every dreamable layer, the net must r
 min_input_size(layer) with the layer at least 1x1, and infer_shapes must reject one less.
 Prints one JSON object {"ok": bool, "problems": [...]}.
 """
+
 import json
 import sys
 
@@ -24,8 +25,9 @@ def main():
         for name, blob in cut.blobs.items():
             if name in want and want[name] is not None:
                 if tuple(blob.data.shape[1:]) != tuple(want[name]):
-                    problems.append("%dx%d %s: caffe %s, inferred %s"
-                                    % (h, w, name, blob.data.shape, want[name]))
+                    problems.append(
+                        "%dx%d %s: caffe %s, inferred %s" % (h, w, name, blob.data.shape, want[name])
+                    )
     for info in net.layers():
         n = net.min_input_size(info.name)
         g = net.input_gradient(np.ones((3, n, n), np.float32), info.name)
@@ -34,9 +36,17 @@ def main():
             problems.append("%s at %d: blob %s" % (info.name, n, shape))
         if n > 1 and caffe_net.infer_shapes(net.netp, n - 1, n - 1).get(info.name) is not None:
             problems.append("%s: %d is not the smallest" % (info.name, n))
-    print(json.dumps({"ok": not problems, "problems": problems[:20],
-                      "min_sizes": {i.name: net.min_input_size(i.name) for i in net.layers()
-                                    if i.name.endswith("/output")}}))
+    print(
+        json.dumps(
+            {
+                "ok": not problems,
+                "problems": problems[:20],
+                "min_sizes": {
+                    i.name: net.min_input_size(i.name) for i in net.layers() if i.name.endswith("/output")
+                },
+            }
+        )
+    )
     return 0
 
 

@@ -7,6 +7,7 @@ deploy.prototxt + `force_backward: true` (exactly the notebook's tmp.prototxt); 
 side is engine.dream.deepdream on engine.caffe_net. Both draw jitter from the same seed.
 Prints one JSON object: max and mean absolute difference of the uint8 pictures.
 """
+
 import json
 import os
 import sys
@@ -19,6 +20,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "unit"))  # notebook_reference
 
 import caffe  # noqa: E402
 import notebook_reference as nb  # noqa: E402
+
 from engine import caffe_net, dream  # noqa: E402
 
 
@@ -26,8 +28,7 @@ def test_picture(w, h):
     """A deterministic RGB picture (H,W,3) uint8 with edges and texture."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     rng = np.random.RandomState(1)
-    img = np.stack([128 + 100 * np.sin(xx / 9.0), 128 + 100 * np.cos(yy / 7.0),
-                    (xx + yy) % 256], axis=-1)
+    img = np.stack([128 + 100 * np.sin(xx / 9.0), 128 + 100 * np.cos(yy / 7.0), (xx + yy) % 256], axis=-1)
     img += rng.normal(0, 12, img.shape)
     return np.uint8(np.clip(img, 0, 255))
 
@@ -38,8 +39,9 @@ def notebook_net(prototxt, weights):
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as tmp:
         tmp.write(text + "\nforce_backward: true\n")
     try:
-        return caffe.Classifier(tmp.name, weights, mean=np.float32([104.0, 116.0, 122.0]),
-                                channel_swap=(2, 1, 0))
+        return caffe.Classifier(
+            tmp.name, weights, mean=np.float32([104.0, 116.0, 122.0]), channel_swap=(2, 1, 0)
+        )
     finally:
         os.unlink(tmp.name)
 
@@ -52,16 +54,33 @@ def main(argv):
 
     ref_net = notebook_net(prototxt, weights)
     np.random.seed(seed)
-    ref = nb.to_uint8(nb.deepdream(ref_net, img, iter_n=iter_n, octave_n=octave_n,
-                                   end=layer, jitter=jitter))
+    ref = nb.to_uint8(nb.deepdream(ref_net, img, iter_n=iter_n, octave_n=octave_n, end=layer, jitter=jitter))
 
     net = caffe_net.load_net(prototxt, weights)
-    out = dream.to_uint8(dream.deepdream(net, img, iter_n=iter_n, octave_n=octave_n, end=layer,
-                                         jitter=jitter, rng=np.random.RandomState(seed)))
+    out = dream.to_uint8(
+        dream.deepdream(
+            net,
+            img,
+            iter_n=iter_n,
+            octave_n=octave_n,
+            end=layer,
+            jitter=jitter,
+            rng=np.random.RandomState(seed),
+        )
+    )
     diff = np.abs(out.astype(np.int16) - ref.astype(np.int16))
-    print(json.dumps({"layer": layer, "jitter": jitter, "shape": list(out.shape),
-                      "max_diff": int(diff.max()), "mean_diff": float(diff.mean()),
-                      "changed": float((np.abs(ref.astype(np.int16) - img).mean()))}))
+    print(
+        json.dumps(
+            {
+                "layer": layer,
+                "jitter": jitter,
+                "shape": list(out.shape),
+                "max_diff": int(diff.max()),
+                "mean_diff": float(diff.mean()),
+                "changed": float(np.abs(ref.astype(np.int16) - img).mean()),
+            }
+        )
+    )
     return 0
 
 
