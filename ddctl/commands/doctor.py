@@ -87,7 +87,11 @@ def run(args, ui):
     for f in fixes:
         mark = "[green]fixed[/]" if f["ok"] else "[red]fix failed[/]"
         ui.out.print(f"{mark}: {escape(f['message'])}", soft_wrap=True)
+    group = ""
     for r in results:
+        if r.group != group:
+            group = r.group
+            ui.out.print(f"[bold]{escape(group.capitalize())}[/]", soft_wrap=True)
         ui.out.print(f"{MARKS[r.status]} [bold]{escape(r.title):<19}[/] {escape(r.detail)}", soft_wrap=True)
         if r.status in (WARN, FAIL) and r.hint:
             ui.out.print(f"    [cyan]→[/] {escape(r.hint)}", soft_wrap=True)

@@ -26,6 +26,7 @@ from ddctl.client import DOCTOR_HINT, Endpoint, api_version_key, explain, make_c
 from ddctl.doctor import certs
 from ddctl.doctor.result import fail, ok, skipped, warn
 from ddctl.doctor.runner import Check
+from ddctl.doctor.security import SECURITY_CHECKS
 from ddctl.errors import DdctlError, one_line
 
 IMAGE = DEFAULT_TAG
@@ -698,4 +699,5 @@ CHECKS = (
     Check("disk", "Disk space", check_disk, ("connection",)),
     Check("image", "Dream image", check_image, ("connection",)),
     Check("boot2docker-profile", "boot2docker profile", check_profile, ("connection",)),
+    *SECURITY_CHECKS,
 )

@@ -15,6 +15,7 @@ class CheckResult:
     fix: Optional[str] = None  # what `ddctl doctor --fix` will do, when it can
     data: dict = field(default_factory=dict)  # facts for -v and --json
     title: str = ""  # human name, filled in by the runner
+    group: str = ""  # "" or "security", filled in by the runner
 
     def as_dict(self):
         return asdict(self)

@@ -43,6 +43,7 @@ class Check:
     title: str
     func: Callable  # func(ctx) -> CheckResult
     requires: tuple = ()
+    group: str = ""  # "" for the setup checks, "security" for security.py's
 
 
 def run_checks(checks, ctx):
@@ -71,7 +72,7 @@ def run_checks(checks, ctx):
                 blocked[check.name] = "failed"
             elif res.status == SKIPPED and res.data.pop("blocks", False):
                 blocked[check.name] = "was skipped"
-        res.title = check.title
+        res.title, res.group = check.title, check.group
         ctx.results[check.name] = res
         results.append(res)
     return results
