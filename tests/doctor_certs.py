@@ -90,6 +90,7 @@ def write_set(d, ca, cert, k):
     for name, obj in (("ca.pem", ca), ("cert.pem", cert), ("key.pem", k)):
         with open(os.path.join(d, name), "wb") as f:
             f.write(pem(obj))
+    os.chmod(os.path.join(d, "key.pem"), 0o600)  # as docker-machine writes it (the doctor checks)
     return d
 
 

@@ -22,7 +22,7 @@ def add_parser(sub):
     p = sub.add_parser(
         "doctor",
         help="find out why Docker does not answer, and fix what can be fixed",
-        description="Check the Docker environment (endpoint, socket, TLS, daemon, image) "
+        description="Check the Docker environment (endpoint, socket, TLS, daemon, image, security) "
         "and say how to fix what is wrong.",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="show what each check found")

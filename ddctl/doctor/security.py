@@ -26,9 +26,9 @@ GROUP = "security"
 LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"}
 LOOPBACK_NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 TLS_HINT = (
-    "use TLS as docker-machine does: dockerd --tlsverify with --tlscacert/--tlscert/--tlskey on "
-    "port 2376, and `export DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=<folder with ca.pem, cert.pem, "
-    "key.pem>`; or reach the daemon over SSH: `export DOCKER_HOST=ssh://USER@HOST`"
+    "TLS, the docker-machine way (dockerd --tlsverify with --tlscacert/--tlscert/--tlskey on port "
+    "2376, and `export DOCKER_TLS_VERIFY=1 DOCKER_CERT_PATH=<folder with ca.pem, cert.pem, key.pem>`), "
+    "or SSH (`export DOCKER_HOST=ssh://USER@HOST`)"
 )
 
 
@@ -213,6 +213,8 @@ def check_transport(ctx) -> CheckResult:
     kind, addr = _kind(ctx)
     if kind == "unix":
         return ok("transport", f"a local socket ({addr}): the API is not on the network")
+    if kind == "npipe":
+        return ok("transport", f"a local named pipe ({addr}): the API is not on the network")
     if kind == "ssh":
         return ok("transport", f"{ctx.endpoint.host}: encrypted and authenticated by SSH")
     if kind != "tcp":
@@ -228,14 +230,14 @@ def check_transport(ctx) -> CheckResult:
             f"{host}:{port} speaks plain HTTP: no encryption, no authentication; every local user "
             f"and process that reaches that port is root on the daemon's host, bypassing the "
             f"socket's permissions",
-            hint="use the unix socket (`unset DOCKER_HOST`) or " + TLS_HINT,
+            hint="use the unix socket (`unset DOCKER_HOST`), " + TLS_HINT,
             data=data,
         )
     return fail(
         "transport",
         f"{host}:{port} speaks plain HTTP over the network: no encryption, no authentication; "
         f"anyone who can reach that port is root on the daemon's host",
-        hint=TLS_HINT,
+        hint="use " + TLS_HINT,
         data=data,
     )
 
