@@ -113,10 +113,15 @@ FROM weights-${WEIGHTS}
 ARG DDCTL_VERSION=dev
 LABEL io.ddctl.image=deepdream \
       io.ddctl.version=$DDCTL_VERSION
-WORKDIR /images
+# The working folder is not the output folder, and Python runs isolated (-I: neither the
+# working folder nor PYTHONPATH on sys.path, -B: no bytecode writes): the engine imports
+# only its own code, never an engine/ or numpy.py planted where pictures are written.
+# A .pth in dist-packages makes /opt/ddctl importable in isolated mode.
+WORKDIR /opt/ddctl
+RUN echo /opt/ddctl > /usr/lib/python3/dist-packages/ddctl-engine.pth
 COPY engine/ /opt/ddctl/engine/
 # compile the numba kernels now (cached for every user) so dreams start at once
 RUN python3 -c "from engine import caffe_net; print('numba pooling:', caffe_net.warm_up())" \
     && chmod -R a+rwX /opt/ddctl/numba-cache
 USER dreamer
-ENTRYPOINT ["python3", "-m", "engine"]
+ENTRYPOINT ["python3", "-I", "-B", "-m", "engine"]

@@ -1,8 +1,13 @@
 """The container's command line (`python3 -m engine`), per README "Contracts between the parts".
 
-    SOURCE [LAYER] [ITERATIONS] [OCTAVES] [OCTAVE_SCALE] [--step-size F] [--jitter PX]
-    [--seed N] [--save-steps] [--max-size PX] [--output-dir DIR] [--name STEM]
-    [--progress auto|json|text] [--list-layers] [--weights PATH] [--prototxt PATH]
+    [options] [--] SOURCE [LAYER] [ITERATIONS] [OCTAVES] [OCTAVE_SCALE]
+    options: [--step-size F] [--jitter PX] [--seed N] [--save-steps] [--max-size PX]
+    [--output-dir DIR] [--name STEM] [--progress auto|json|text] [--list-layers]
+    [--weights PATH] [--prototxt PATH] [--exit-with-stdin]
+
+Everything after `--` is a positional (ddctl always puts them there), so a LAYER such as
+`--output-dir=/x` is a layer name, never an option. Numbers are checked against
+engine/limits.py (ddctl checks the same table on the host).
 
 Exit codes: 0 done, 2 refused input, 1 internal failure, 130 interrupted.
 Progress: one JSON object per line on stdout (default when stdout is not a terminal),
@@ -15,8 +20,10 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -28,6 +35,7 @@ import numpy as np
 
 from engine import dream
 from engine.images import PictureError, load_rgb, save_png_new
+from engine.limits import LIMITS
 
 DEFAULT_WEIGHTS = '/opt/ddctl/model/bvlc_googlenet.caffemodel'
 DEFAULT_PROTOTXT = '/opt/ddctl/model/deploy.prototxt'
@@ -109,6 +117,12 @@ def build_parser():
     p.add_argument('--progress', choices=['auto', 'json', 'text'], default='auto')
     p.add_argument('--list-layers', action='store_true', help='list the layers one can dream on')
     p.add_argument(
+        '--exit-with-stdin',
+        action='store_true',
+        help='stop (as on SIGTERM) when standard input closes: ddctl attaches it, so a dream '
+        'never outlives the ddctl that started it',
+    )
+    p.add_argument(
         '--weights',
         metavar='PATH',
         default=os.environ.get('DDCTL_WEIGHTS') or DEFAULT_WEIGHTS,
@@ -123,31 +137,56 @@ def build_parser():
     return p
 
 
-def _number(text, what, kind, lo, hi=None):
+def _number(text, what, name):
+    """text -> the number LIMITS[name] allows; Refused (naming `what`) otherwise."""
+    kind, lo, hi, lo_ok = LIMITS[name]
+    conv = int if kind == 'int' else float
     try:
-        v = kind(text)
-    except (TypeError, ValueError):
+        v = conv(text)
+    except (TypeError, ValueError, OverflowError):
         v = None
-    if v is None or (kind is float and not math.isfinite(v)) or v < lo or (hi is not None and v > hi):
-        rng = 'at least %s' % lo if hi is None else 'from %s to %s' % (lo, hi)
-        noun = 'a whole number' if kind is int else 'a number'
+    bad = v is None or (kind == 'float' and not math.isfinite(v))
+    if not bad:
+        bad = v < lo or (v == lo and not lo_ok) or (hi is not None and v > hi)
+    if bad:
+        noun = 'a whole number' if kind == 'int' else 'a number'
+        if hi is None:
+            rng = ('at least %s' if lo_ok else 'more than %s') % lo
+        else:
+            rng = ('from %s to %s' if lo_ok else 'more than %s, at most %s') % (lo, hi)
         raise Refused('%s must be %s %s, got %r' % (what, noun, rng, text))
     return v
 
 
+POSITIONALS = ('source', 'layer', 'iterations', 'octaves', 'octave_scale')
+
+
 def parse_args(argv):
+    argv = list(argv)
+    tail = None
+    if '--' in argv:  # argparse's intermixed parsing mishandles `--`: split it here
+        i = argv.index('--')
+        argv, tail = argv[:i], argv[i + 1 :]
     a = build_parser().parse_intermixed_args(argv)
-    a.iterations = _number(a.iterations, 'ITERATIONS', int, 1, 100000)
-    a.octaves = _number(a.octaves, 'OCTAVES', int, 1, 100)
-    a.octave_scale = _number(a.octave_scale, 'OCTAVE_SCALE', float, 1.0, 100.0)
-    a.step_size = _number(a.step_size, '--step-size', float, 0.0)
-    if a.step_size == 0:
-        raise Refused('--step-size must be greater than 0, got 0')
-    a.jitter = _number(a.jitter, '--jitter', int, 0, 100000)
+    if tail is not None:
+        if a.source is not None:
+            raise Refused('give SOURCE [LAYER] ... either before or after --, not both')
+        if len(tail) > len(POSITIONALS):
+            raise Refused(
+                'unrecognized arguments: %s (see python3 -m engine --help)'
+                % ' '.join(tail[len(POSITIONALS) :])
+            )
+        for name, value in zip(POSITIONALS, tail):
+            setattr(a, name, value)
+    a.iterations = _number(a.iterations, 'ITERATIONS', 'iterations')
+    a.octaves = _number(a.octaves, 'OCTAVES', 'octaves')
+    a.octave_scale = _number(a.octave_scale, 'OCTAVE_SCALE', 'octave_scale')
+    a.step_size = _number(a.step_size, '--step-size', 'step_size')
+    a.jitter = _number(a.jitter, '--jitter', 'jitter')
     if a.seed is not None:
-        a.seed = _number(a.seed, '--seed', int, 0, 2**32 - 1)
+        a.seed = _number(a.seed, '--seed', 'seed')
     if a.max_size is not None:
-        a.max_size = _number(a.max_size, '--max-size', int, 1)
+        a.max_size = _number(a.max_size, '--max-size', 'max_size')
     if a.name is not None and (
         not a.name.strip() or '/' in a.name or '\0' in a.name or a.name.strip() in ('.', '..')
     ):
@@ -293,6 +332,24 @@ def load_source(source, output_dir, max_size):
 # the net
 
 
+def writable_numba_cache(env=None):
+    """Under a read-only root (ddctl's dream containers) numba refuses a cache folder it
+    cannot write to: copy the image's compiled kernels (a few hundred KB) to a scratch
+    folder (the container's /tmp tmpfs) and point NUMBA_CACHE_DIR there, before numba loads.
+    Returns the folder numba will use, or None when there is none."""
+    env = os.environ if env is None else env
+    src = env.get('NUMBA_CACHE_DIR')
+    if not src or not os.path.isdir(src) or os.access(src, os.W_OK):
+        return src or None
+    try:
+        dst = tempfile.mkdtemp(prefix='numba-cache-')
+        shutil.copytree(src, dst, dirs_exist_ok=True)
+    except OSError:
+        return src  # numba then compiles without its cache, or caffe_net falls back
+    env['NUMBA_CACHE_DIR'] = dst
+    return dst
+
+
 def default_net_factory(prototxt, weights):
     for what, path, flag in (('weights', weights, '--weights'), ('prototxt', prototxt, '--prototxt')):
         if not os.path.isfile(path):
@@ -300,6 +357,7 @@ def default_net_factory(prototxt, weights):
                 '%s file not found: %s (rebuild the image with ddctl build, or '
                 'pass %s PATH)' % (what, path, flag)
             )
+    writable_numba_cache()
     try:
         from engine.caffe_net import load_net  # the only module that imports caffe
     except ImportError as e:
@@ -410,7 +468,16 @@ def _run(a, net_factory, events, written, state):
 
     H, W = img.shape[:2]
     check_layer(net, a.layer)
-    check_octaves(net, a.layer, H, W, a.octaves, a.octave_scale)
+    try:
+        check_octaves(net, a.layer, H, W, a.octaves, a.octave_scale)
+    except Refused as e:
+        if a.max_size and max(H, W) == a.max_size:  # the picture was shrunk to fit --max-size
+            raise Refused(
+                '%s (--max-size %d shrank the picture to %dx%d: a larger --max-size, or 0 for the '
+                'full size, keeps more pixels)' % (str(e), a.max_size, W, H),
+                code=e.code,
+            )
+        raise
 
     layer_stem = a.layer.replace('/', '-')
     stem = _safe_stem(a.name) if a.name else stem
@@ -482,6 +549,30 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def watch_stdin(stdin, on_close):
+    """Call on_close() once stdin reaches its end (a daemon thread; returns it).
+
+    ddctl attaches the container's stdin (StdinOnce): when ddctl is gone, killed with -9
+    included, the daemon closes it and the dream stops instead of dreaming on alone.
+    """
+
+    def watch():
+        try:
+            while stdin.read(4096):
+                pass
+        except (OSError, ValueError):
+            pass
+        on_close()
+
+    t = threading.Thread(target=watch, name='stdin-watch', daemon=True)
+    t.start()
+    return t
+
+
+def _stop_self():
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv=None, net_factory=None, stdout=None, stderr=None):
     """Run the engine's command line; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -490,14 +581,17 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
     net_factory = net_factory or default_net_factory
     events = Events(_progress_mode_of(argv, stdout), stdout, stderr)
     written, state = [], {}
-    old = None
+    old = {}
     if threading.current_thread() is threading.main_thread():
-        old = signal.signal(signal.SIGTERM, _raise_interrupt)  # docker stop sends SIGTERM
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # docker stop sends SIGTERM
+            old[sig] = signal.signal(sig, _raise_interrupt)
     try:
         try:
             a = parse_args(argv)
         except SystemExit as e:  # --help
             return e.code or 0
+        if a.exit_with_stdin and old:
+            watch_stdin(getattr(sys.stdin, 'buffer', sys.stdin), _stop_self)
         return _run(a, net_factory, events, written, state)
     except Refused as e:
         events.emit('error', code=e.code, message=str(e))
@@ -519,8 +613,8 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
         events.emit('error', code='internal', message='internal error: %s' % msg)
         return 1
     finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
         if state.get('steps_dir'):
             try:
                 os.rmdir(state['steps_dir'])  # only if no step was saved (failure, early stop)

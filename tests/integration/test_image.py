@@ -70,8 +70,8 @@ def test_untrained_image_says_so_in_its_labels(docker_client, dream_image):
 def test_image_runs_as_non_root_on_openblas(docker_client, dream_image):
     config = docker_client.images.get(dream_image).attrs["Config"]
     assert config["User"] not in ("", "root", "0")
-    assert config["WorkingDir"] == "/images"
-    assert config["Entrypoint"] == ["python3", "-m", "engine"]
+    assert config["WorkingDir"] == "/opt/ddctl"  # never the output folder
+    assert config["Entrypoint"] == ["python3", "-I", "-B", "-m", "engine"]
     script = "import caffe._caffe as c; print(c.__file__)"
     code, out, err = run_in_image(
         docker_client,
