@@ -15,6 +15,7 @@ import ipaddress
 import os
 import pwd
 import re
+import socket
 import stat
 from typing import Optional
 from urllib.parse import urlsplit
@@ -59,6 +60,20 @@ def is_loopback(host: Optional[str]) -> bool:
         return True
     ip = _ip(h)
     return bool(ip and ip.is_loopback)
+
+
+def resolves_to_loopback(host: Optional[str], resolve=None) -> bool:
+    """is_loopback, or a name whose every address is loopback (Debian maps the host's own
+    name to 127.0.1.1 in /etc/hosts). A name that does not resolve is not loopback."""
+    if is_loopback(host):
+        return True
+    if not host or _ip(host) is not None:
+        return False
+    try:
+        addrs = {a[4][0] for a in (resolve or socket.getaddrinfo)(_strip(host), None)}
+    except (OSError, UnicodeError):
+        return False
+    return bool(addrs) and all(is_loopback(a) for a in addrs)
 
 
 def is_all_interfaces(host: Optional[str]) -> bool:
@@ -221,13 +236,17 @@ def check_transport(ctx) -> CheckResult:
         return skipped("transport", f"not a network endpoint ({ctx.endpoint.host})")
     host, port = addr
     plain = ctx.port_speaks == "plain" or (ctx.port_speaks != "tls" and ctx.tls is None)
-    data = {"address": f"{host}:{port}", "plain": plain, "where": where(host)}
+    local = resolves_to_loopback(host)
+    data = {"address": f"{host}:{port}", "plain": plain, "where": "loopback" if local else where(host)}
     if not plain:
-        return ok("transport", f"{host}:{port} is spoken to over TLS", data=data)
-    if is_loopback(host):
+        return ok("transport", f"{host}:{port} speaks TLS", data=data)
+    speaks = (
+        "speaks plain HTTP" if ctx.port_speaks == "plain" else "is set up for plain HTTP (no TLS settings)"
+    )
+    if local:
         return warn(
             "transport",
-            f"{host}:{port} speaks plain HTTP: no encryption, no authentication; every local user "
+            f"{host}:{port} {speaks}: no encryption, no authentication; every local user "
             f"and process that reaches that port is root on the daemon's host, bypassing the "
             f"socket's permissions",
             hint="use the unix socket (`unset DOCKER_HOST`), " + TLS_HINT,
@@ -235,7 +254,7 @@ def check_transport(ctx) -> CheckResult:
         )
     return fail(
         "transport",
-        f"{host}:{port} speaks plain HTTP over the network: no encryption, no authentication; "
+        f"{host}:{port} {speaks} over the network: no encryption, no authentication; "
         f"anyone who can reach that port is root on the daemon's host",
         hint="use " + TLS_HINT,
         data=data,

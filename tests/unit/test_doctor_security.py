@@ -72,6 +72,24 @@ def test_not_all_interfaces(host):
     assert not sec.is_all_interfaces(host)
 
 
+def test_names_that_resolve_only_to_loopback_count_as_loopback():
+    def resolve(addrs):
+        return lambda host, port: [(0, 0, 0, "", (a, 0)) for a in addrs]
+
+    def fails(host, port):
+        raise socket.gaierror("Name or service not known")
+
+    assert sec.resolves_to_loopback("myhost", resolve=resolve(["127.0.1.1"]))
+    assert sec.resolves_to_loopback("myhost", resolve=resolve(["127.0.1.1", "::1"]))
+    assert not sec.resolves_to_loopback("myhost", resolve=resolve(["127.0.1.1", "10.0.0.5"]))
+    assert not sec.resolves_to_loopback("myhost", resolve=resolve([]))
+    assert not sec.resolves_to_loopback("nowhere.invalid", resolve=fails)
+    assert not sec.resolves_to_loopback(
+        "10.0.0.5", resolve=resolve(["127.0.0.1"])
+    )  # literals are not looked up
+    assert sec.resolves_to_loopback("localhost", resolve=fails)  # by name, no lookup
+
+
 def test_network_addresses():
     assert sec.where("192.168.59.103") == "network" and sec.where("docker.example") == "network"
 
@@ -220,7 +238,11 @@ def ctx_for(host, env=None, port_speaks=None, info=None):
         ("ssh://me@docker.example", None, OK),
     ],
 )
-def test_transport(host, speaks, status):
+def test_transport(host, speaks, status, monkeypatch):
+    def no_dns(host, port):  # unit tests send nothing to a resolver
+        raise socket.gaierror("Name or service not known")
+
+    monkeypatch.setattr(sec.socket, "getaddrinfo", no_dns)
     r = sec.check_transport(ctx_for(host, port_speaks=speaks))
     assert r.status == status
     if status != OK:
@@ -230,7 +252,8 @@ def test_transport(host, speaks, status):
 
 def test_transport_over_tls_is_fine_and_verification_is_judged_apart():
     env = {"DOCKER_TLS_VERIFY": "1", "DOCKER_CERT_PATH": "/certs"}
-    assert sec.check_transport(ctx_for("tcp://10.0.0.5:2376", env, "tls")).status == OK
+    r = sec.check_transport(ctx_for("tcp://10.0.0.5:2376", env, "tls"))
+    assert r.status == OK and r.detail == "10.0.0.5:2376 speaks TLS"
     r = sec.check_tls_verify(ctx_for("tcp://10.0.0.5:2376", env, "tls"))
     assert r.status == OK and "verified" in r.detail
 
