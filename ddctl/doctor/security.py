@@ -70,7 +70,7 @@ def resolves_to_loopback(host: Optional[str], resolve=None) -> bool:
     if not host or _ip(host) is not None:
         return False
     try:
-        addrs = {a[4][0] for a in (resolve or socket.getaddrinfo)(_strip(host), None)}
+        addrs = {str(a[4][0]) for a in (resolve or socket.getaddrinfo)(_strip(host), None)}
     except (OSError, UnicodeError):
         return False
     return bool(addrs) and all(is_loopback(a) for a in addrs)
