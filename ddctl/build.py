@@ -2,12 +2,12 @@
 
 No rendering here: `build_image()` calls `on_event(BuildEvent)` for every step, log
 line and download progress, and returns a BuildSummary; a failed build raises a
-DdctlError naming the failing step and its last log lines.
+DdctlError naming the failing step and its last log lines. The weights options are
+checked before (ddctl/image.py `weights_buildargs`); SDK errors propagate to the CLI's
+error boundary.
 """
 
 import collections
-import hashlib
-import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -16,18 +16,27 @@ from typing import Optional
 from docker.errors import APIError, ImageNotFound
 
 from ddctl import __version__
-from ddctl.client import explain, resolve_endpoint, translate_errors
+from ddctl.client import explain
+from ddctl.containers import extra_labels
 from ddctl.context import build_context_tar, dockerfile_bases, find_context
-from ddctl.errors import DdctlError, UsageError, one_line
+from ddctl.errors import DdctlError, one_line
+from ddctl.image import (
+    DEFAULT_TAG,
+    IMAGE_KIND,
+    IMAGE_LABEL,
+    VERSION_LABEL,
+    WEIGHTS_LABEL,
+    WEIGHTS_SHA1_LABEL,
+    WeightsChoice,
+    labels_of,
+    weights_buildargs,
+)
 
-DEFAULT_TAG = "ddctl/deepdream:latest"
 TAIL_LINES = 12  # how many of the current step's last lines are kept
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _FETCH_RE = re.compile(r"fetch-weights: (\d+) of (\d+|\?) bytes")
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 _NOISE = (" ---> ", "Removing intermediate container ", "Successfully built ", "Successfully tagged ")
-_SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
-BVLC_GOOGLENET_SHA1 = "405fc5acd08a3bb12de8ee5e23a96bec22f08204"
 
 
 @dataclass
@@ -159,133 +168,74 @@ class StreamParser:
         return BuildFailed(head)
 
 
-def weights_buildargs(weights="download", weights_url=None, weights_sha1=None):
-    """(buildargs, weights file path or None) for the --weights options; UsageError when they clash."""
-    weights = weights or "download"
-    if bool(weights_url) != bool(weights_sha1):
-        raise UsageError("--weights-url and --weights-sha1 go together: give both, or neither.")
-    if weights_sha1 and not _SHA1_RE.match(weights_sha1):
-        raise UsageError(f"--weights-sha1 {weights_sha1!r} is not a 40-digit hex SHA1.")
-    if weights == "untrained":
-        if weights_url:
-            raise UsageError("--weights-url makes no sense with --weights untrained.")
-        return {"WEIGHTS": "untrained"}, None
-    if weights == "download":
-        args = {"WEIGHTS": "download"}
-        if weights_url:
-            args.update(WEIGHTS_URL=weights_url, WEIGHTS_SHA1=weights_sha1.lower())
-            if weights_sha1.lower() != BVLC_GOOGLENET_SHA1:
-                args["WEIGHTS_NAME"] = "custom"
-        return args, None
-    # A path to a .caffemodel on the host.
-    path = os.path.expanduser(weights)
-    if not os.path.isfile(path):
-        raise UsageError(
-            f"--weights {weights}: no such file (use download, untrained or a path to a .caffemodel file)."
-        )
-    if weights_url:
-        raise UsageError("--weights-url makes no sense with a weights file.")
-    sha1 = _sha1(path)
-    return {
-        "WEIGHTS": "file",
-        "WEIGHTS_SHA1": sha1,
-        "WEIGHTS_NAME": "bvlc_googlenet" if sha1 == BVLC_GOOGLENET_SHA1 else "custom",
-        "WEIGHTS_SOURCE": os.path.basename(path),
-    }, path
-
-
-def _sha1(path):
-    h = hashlib.sha1()
-    try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    except OSError as exc:
-        raise UsageError(f"Cannot read the weights file {path}: {exc.strerror}.")
-    return h.hexdigest()
-
-
-def ensure_base_images(client, root, on_event=None, ep=None):
+def ensure_base_images(client, root, on_event=None):
     """Use each FROM image as it is when present; pull it only when absent."""
     for image in dockerfile_bases(root):
-        with translate_errors(ep):
-            try:
-                client.images.get(image)
-                continue
-            except ImageNotFound:
-                pass
+        try:
+            client.images.get(image)
+            continue
+        except ImageNotFound:
+            pass
         if on_event:
             on_event(BuildEvent("pull", text=f"{image} is absent: pulling it"))
         repo, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "latest")
         try:
             client.images.pull(repo, tag=tag or "latest")
         except Exception as exc:
-            why = explain(exc, ep or resolve_endpoint())
+            why = explain(exc)
             raise DdctlError(
                 f"The base image {image} is absent and cannot be pulled ({why}): "
                 f"run provision/bootstrap-base-image.sh (makes it offline) or `docker pull {image}`."
             )
 
 
-def extra_labels(env=None):
-    """Labels from DDCTL_LABELS="k=v,k2=v2", put on everything ddctl creates (tests use it)."""
-    env = os.environ if env is None else env
-    labels = {}
-    for item in (env.get("DDCTL_LABELS") or "").split(","):
-        if "=" in item:
-            k, v = item.split("=", 1)
-            labels[k.strip()] = v.strip()
-    return labels
-
-
 def build_image(
     client,
-    tag=DEFAULT_TAG,
-    weights="download",
-    weights_url=None,
-    weights_sha1=None,
-    nocache=False,
-    labels=None,
+    tag: str = DEFAULT_TAG,
+    weights: Optional[WeightsChoice] = None,
+    nocache: bool = False,
+    labels: Optional[dict] = None,
     on_event=None,
-    root=None,
-    ep=None,
-):
-    """Build the image; on_event(BuildEvent) for progress; returns a BuildSummary."""
+    root: Optional[str] = None,
+) -> "BuildSummary":
+    """Build the image; on_event(BuildEvent) for progress; returns a BuildSummary.
+
+    weights: what image.weights_buildargs() returned (default: the published weights).
+    """
     on_event = on_event or (lambda e: None)
-    buildargs, weights_path = weights_buildargs(weights, weights_url, weights_sha1)
+    buildargs, weights_path = weights or weights_buildargs()
+    buildargs = dict(buildargs, DDCTL_VERSION=__version__)
     root = root or find_context()
-    ensure_base_images(client, root, on_event, ep)
-    buildargs["DDCTL_VERSION"] = __version__
+    ensure_base_images(client, root, on_event)
     context = build_context_tar(root, weights_path)
-    all_labels = {"io.ddctl.image": "deepdream", "io.ddctl.version": __version__}
+    all_labels = {IMAGE_LABEL: IMAGE_KIND, VERSION_LABEL: __version__}
     all_labels.update(extra_labels())
     all_labels.update(labels or {})
     parser = StreamParser()
     started = time.monotonic()
-    with translate_errors(ep):
-        try:
-            stream = client.api.build(
-                fileobj=context,
-                custom_context=True,
-                encoding="gzip",
-                tag=tag,
-                buildargs=buildargs,
-                network_mode="host",
-                decode=True,
-                rm=True,
-                forcerm=True,
-                nocache=nocache,
-                labels=all_labels,
-                pull=False,
-            )
-            for chunk in stream:
-                for event in parser.feed(chunk):
-                    on_event(event)
-            for event in parser.close():
+    try:
+        stream = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            encoding="gzip",
+            tag=tag,
+            buildargs=buildargs,
+            network_mode="host",
+            decode=True,
+            rm=True,
+            forcerm=True,
+            nocache=nocache,
+            labels=all_labels,
+            pull=False,
+        )
+        for chunk in stream:
+            for event in parser.feed(chunk):
                 on_event(event)
-        except APIError as exc:
-            # Refused before streaming: a bad Dockerfile, an unknown build arg...
-            raise BuildFailed(f"The daemon refused the build: {one_line(exc.explanation or exc, 300)}")
+        for event in parser.close():
+            on_event(event)
+    except APIError as exc:
+        # Refused before streaming: a bad Dockerfile, an unknown build arg...
+        raise BuildFailed(f"The daemon refused the build: {one_line(exc.explanation or exc, 300)}")
     if parser.error:
         raise parser.failure()
     if not parser.image_id:
@@ -293,19 +243,17 @@ def build_image(
             "The build ended without an image ID: the daemon's stream was cut. Run `ddctl build` again."
         )
     on_event(BuildEvent("done", step=parser.step, steps_total=parser.steps_total, image_id=parser.image_id))
-    with translate_errors(ep):
-        image = client.images.get(tag)
-    return summarize(image, tag, time.monotonic() - started)
+    return summarize(client.images.get(tag), tag, time.monotonic() - started)
 
 
 def summarize(image, tag, seconds=0.0):
-    labels = (image.attrs.get("Config") or {}).get("Labels") or {}
+    labels = labels_of(image)
     return BuildSummary(
         tag=tag,
         image_id=image.id,
         size=int(image.attrs.get("Size") or 0),
-        weights=labels.get("io.ddctl.weights", "?"),
-        weights_sha1=labels.get("io.ddctl.weights.sha1", ""),
+        weights=labels.get(WEIGHTS_LABEL, "?"),
+        weights_sha1=labels.get(WEIGHTS_SHA1_LABEL, ""),
         seconds=seconds,
         labels=labels,
     )

@@ -1,8 +1,10 @@
 """ddctl's command line: argument parsing and rendering only.
 
 Each subcommand lives in ddctl/commands/<name>.py with `add_parser(subparsers)` and
-`run(args, ui) -> int`; the work itself is done by ddctl's other modules. Errors are
-DdctlError sentences on stderr; a traceback only with --debug.
+`run(args, ui) -> int`; the work itself is done by ddctl's other modules, which raise.
+`perform_command()` is the one error boundary: Docker SDK errors become one sentence
+there (client.handle_connection_errors), and every DdctlError is printed on stderr as
+one line with its exit code; a traceback only with --debug.
 """
 
 import argparse
@@ -11,6 +13,7 @@ import sys
 from rich.console import Console
 
 from ddctl import __version__
+from ddctl.client import handle_connection_errors
 from ddctl.commands import build, doctor, layers, run
 from ddctl.errors import DdctlError
 
@@ -42,6 +45,12 @@ def build_parser():
     return parser
 
 
+def perform_command(args, ui):
+    """Run the parsed command; Docker's errors become one DockerUnavailable sentence here."""
+    with handle_connection_errors():
+        return args.func(args, ui) or 0
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -50,7 +59,7 @@ def main(argv=None):
         return 2
     ui = UI(debug=args.debug)
     try:
-        return args.func(args, ui) or 0
+        return perform_command(args, ui)
     except DdctlError as exc:
         if args.debug:
             ui.err.print_exception()

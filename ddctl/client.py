@@ -1,5 +1,10 @@
 """The one place where ddctl makes a Docker client and turns SDK failures into sentences.
 
+Core functions let SDK errors propagate; `handle_connection_errors()` turns them into one
+DockerUnavailable sentence once, around the whole command (ddctl/cli.py, like docker
+compose 1.x's perform_command + errors.handle_connection_errors). The doctor words what
+it finds with `explain()` itself.
+
 Which endpoint is used follows the docker CLI's order, which docker-py 7.1 only partly
 follows (it ignores contexts): DOCKER_HOST, then DOCKER_CONTEXT, then the config file's
 currentContext, then the platform default. `resolve_endpoint()` says which one won and
@@ -15,6 +20,7 @@ from typing import Optional
 
 import docker
 import requests
+import urllib3
 from docker.context import ContextAPI
 from docker.context.config import get_current_context_name
 from docker.errors import APIError, DockerException, TLSParameterError
@@ -23,6 +29,14 @@ from ddctl.errors import DdctlError, DockerUnavailable, one_line
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DOCTOR_HINT = "Try `ddctl doctor`."
+# What the SDK raises when Docker cannot be reached or refuses (requests and urllib3 for
+# the transport, ConnectionError for a socket cut while streaming).
+DOCKER_ERRORS = (
+    DockerException,
+    requests.exceptions.RequestException,
+    urllib3.exceptions.HTTPError,
+    ConnectionError,
+)
 
 
 @dataclass
@@ -40,7 +54,7 @@ class Endpoint:
         return self.host.startswith(("unix://", "npipe://"))
 
 
-def _context_endpoint(name, source, env):
+def _context_endpoint(name, source):
     try:
         ctx = ContextAPI.get_context(name)
     except Exception as exc:  # the SDK raises bare Exceptions for broken metadata
@@ -56,7 +70,7 @@ def _context_endpoint(name, source, env):
     return Endpoint(host=host, source=source, context=name, tls=ctx.TLSConfig)
 
 
-def resolve_endpoint(env=None):
+def resolve_endpoint(env=None) -> Endpoint:
     """Return the Endpoint in effect for this environment (no network traffic)."""
     env = os.environ if env is None else env
     conflicts = []
@@ -75,11 +89,11 @@ def resolve_endpoint(env=None):
             host=kwargs["base_url"], source="DOCKER_HOST", tls=kwargs.get("tls"), conflicts=conflicts
         )
     if env.get("DOCKER_CONTEXT"):
-        ep = _context_endpoint(env["DOCKER_CONTEXT"], "DOCKER_CONTEXT", env)
+        ep = _context_endpoint(env["DOCKER_CONTEXT"], "DOCKER_CONTEXT")
     else:
         name = get_current_context_name()
         if name and name != "default":
-            ep = _context_endpoint(name, "the current docker context (docker context use)", env)
+            ep = _context_endpoint(name, "the current docker context (docker context use)")
         else:
             return Endpoint(host=DEFAULT_HOST, source="default")
     ep.conflicts = conflicts
@@ -87,32 +101,34 @@ def resolve_endpoint(env=None):
 
 
 def make_client(endpoint=None, timeout=60):
-    """A docker.DockerClient for the endpoint in effect; raises DockerUnavailable in one sentence."""
+    """A docker.DockerClient for the endpoint in effect (it asks the daemon its API version).
+
+    SDK errors propagate (DOCKER_ERRORS); the CLI's boundary or the doctor words them.
+    """
     ep = endpoint or resolve_endpoint()
-    with translate_errors(ep):
-        if not _ca_file(ep.tls):
-            # version=None: negotiate the API version with the daemon, like the docker CLI.
-            return docker.DockerClient(base_url=ep.host, tls=ep.tls or False, version=None, timeout=timeout)
-        # With a ca.pem, requests would still let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace
-        # it on every request ("unable to get local issuer certificate"): the daemon's CA is
-        # what the user asked for, so the environment's bundles are not consulted. The SDK
-        # negotiates the API version before we could say so: ask the daemon ourselves first.
-        probe = docker.APIClient(
-            base_url=ep.host, tls=ep.tls, timeout=timeout, version=docker.constants.DEFAULT_DOCKER_API_VERSION
-        )
-        probe.trust_env = False
-        try:
-            server = probe.version(api_version=False).get("ApiVersion")
-        finally:
-            probe.close()
-        version = min(
-            server or docker.constants.DEFAULT_DOCKER_API_VERSION,
-            docker.constants.DEFAULT_DOCKER_API_VERSION,
-            key=api_version_key,
-        )
-        client = docker.DockerClient(base_url=ep.host, tls=ep.tls, timeout=timeout, version=version)
-        client.api.trust_env = False
-        return client
+    if not _ca_file(ep.tls):
+        # version=None: negotiate the API version with the daemon, like the docker CLI.
+        return docker.DockerClient(base_url=ep.host, tls=ep.tls or False, version=None, timeout=timeout)
+    # With a ca.pem, requests would still let REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace
+    # it on every request ("unable to get local issuer certificate"): the daemon's CA is
+    # what the user asked for, so the environment's bundles are not consulted. The SDK
+    # negotiates the API version before we could say so: ask the daemon ourselves first.
+    probe = docker.APIClient(
+        base_url=ep.host, tls=ep.tls, timeout=timeout, version=docker.constants.DEFAULT_DOCKER_API_VERSION
+    )
+    probe.trust_env = False
+    try:
+        server = probe.version(api_version=False).get("ApiVersion")
+    finally:
+        probe.close()
+    version = min(
+        server or docker.constants.DEFAULT_DOCKER_API_VERSION,
+        docker.constants.DEFAULT_DOCKER_API_VERSION,
+        key=api_version_key,
+    )
+    client = docker.DockerClient(base_url=ep.host, tls=ep.tls, timeout=timeout, version=version)
+    client.api.trust_env = False
+    return client
 
 
 def api_version_key(version):
@@ -135,8 +151,10 @@ def _chain(exc):
     return seen
 
 
-def explain(exc, ep):
-    """One sentence saying what went wrong talking to `ep.host` and what to do next."""
+def explain(exc, ep=None) -> str:
+    """One sentence saying what went wrong talking to `ep.host` (default: the endpoint in
+    effect) and what to do next."""
+    ep = ep or _endpoint_for_words()
     where = ep.host
     chain = _chain(exc)
     text = " ".join(str(e) for e in chain)
@@ -195,13 +213,23 @@ def explain(exc, ep):
     return f"Docker at {where} failed: {one_line(text)}. {DOCTOR_HINT}"
 
 
+def _endpoint_for_words():
+    """The endpoint to name in a sentence (no network traffic; never raises)."""
+    try:
+        return resolve_endpoint()
+    except DdctlError:
+        return Endpoint(host=os.environ.get("DOCKER_HOST") or DEFAULT_HOST, source="?")
+
+
 @contextlib.contextmanager
-def translate_errors(ep=None):
-    """Turn SDK and connection errors raised inside the block into DockerUnavailable."""
+def handle_connection_errors():
+    """Turn SDK and connection errors raised inside the block into one DockerUnavailable sentence.
+
+    Used once, around the command (ddctl/cli.py); DdctlErrors pass through unchanged.
+    """
     try:
         yield
     except DdctlError:
         raise
-    except (DockerException, requests.exceptions.RequestException, OSError) as exc:
-        ep = ep or resolve_endpoint()
-        raise DockerUnavailable(explain(exc, ep)) from exc
+    except DOCKER_ERRORS as exc:
+        raise DockerUnavailable(explain(exc)) from exc

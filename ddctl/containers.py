@@ -1,15 +1,78 @@
-"""Short-lived helper containers: create, start, wait, read the logs, always remove."""
+"""Every container ddctl creates goes through here: its settings, its labels, its user.
+
+- `engine_settings()`: the create() arguments of a container that runs the engine (a dream,
+  the layer list): no network, the invoking user, labelled io.ddctl.run=<id> plus
+  DDCTL_LABELS. One place, so that the dream container's lock-down is written once.
+- `create()`: the one call of `client.containers.create`.
+- `run_to_completion()`: a short-lived helper container, always removed.
+
+SDK errors propagate: the CLI's error boundary (ddctl/cli.py) turns them into sentences.
+"""
 
 import contextlib
+import os
+import uuid
+from typing import Optional
+
+RUN_LABEL = "io.ddctl.run"  # on every container of a ddctl run (README "Labels")
+
+
+def extra_labels(env=None) -> dict[str, str]:
+    """Labels from DDCTL_LABELS="k=v,k2=v2", put on everything ddctl creates (tests use it)."""
+    env = os.environ if env is None else env
+    labels = {}
+    for item in (env.get("DDCTL_LABELS") or "").split(","):
+        if "=" in item:
+            k, v = item.split("=", 1)
+            labels[k.strip()] = v.strip()
+    return labels
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def invoking_user() -> tuple[Optional[int], Optional[int]]:
+    """(uid, gid) of whoever runs ddctl, or (None, None) where there are none (Windows)."""
+    if hasattr(os, "getuid"):
+        return os.getuid(), os.getgid()
+    return None, None
+
+
+def as_invoking_user(create_kwargs: dict) -> dict:
+    """create_kwargs with `user` set so that the container's files belong to the caller."""
+    uid, gid = invoking_user()
+    if uid is not None:
+        create_kwargs["user"] = f"{uid}:{gid}"
+    return create_kwargs
+
+
+def engine_settings(kind: str, run_id: str, command: list, labels: Optional[dict] = None) -> dict:
+    """create() arguments for a container running the engine: `ddctl-<kind>-<run_id>`, no
+    network, as the invoking user, labelled with DDCTL_LABELS, `labels` and io.ddctl.run."""
+    return as_invoking_user(
+        dict(
+            command=command,
+            name=f"ddctl-{kind}-{run_id}",
+            labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id},
+            network_disabled=True,
+            network_mode="none",
+        )
+    )
+
+
+def create(client, image, **create_kwargs):
+    """client.containers.create(image, ...): the one place ddctl makes a container."""
+    return client.containers.create(image, **create_kwargs)
 
 
 def run_to_completion(client, image, timeout=None, **create_kwargs):
     """Run `image` once and return (exit status, stdout text, stderr text).
 
     The container is removed whatever happens (an error, Ctrl-C), so a helper run never
-    leaves anything behind on the daemon. SDK errors propagate for the caller to translate.
+    leaves anything behind on the daemon. SDK errors propagate.
     """
-    container = client.containers.create(image, **create_kwargs)
+    container = create(client, image, **create_kwargs)
     try:
         container.start()
         code = int(container.wait(timeout=timeout).get("StatusCode", 1))

@@ -5,13 +5,10 @@ io.ddctl.run=<id>, removed after) and returns its list of {name, channels, strid
 """
 
 import json
-import uuid
 
-from ddctl.build import DEFAULT_TAG
-from ddctl.client import translate_errors
-from ddctl.containers import run_to_completion
+from ddctl import containers
 from ddctl.errors import DdctlError
-from ddctl.run import RUN_LABEL, as_invoking_user, ensure_image, extra_labels
+from ddctl.image import DEFAULT_TAG, ensure_image
 
 
 def parse_layers(stdout):
@@ -39,20 +36,12 @@ def parse_layers(stdout):
     )
 
 
-def list_layers(client, image=DEFAULT_TAG, ep=None, labels=None):
-    img = ensure_image(client, image, None, None, ep)
-    run_id = uuid.uuid4().hex[:12]
-    kwargs = as_invoking_user(
-        dict(
-            command=["--list-layers"],
-            name=f"ddctl-layers-{run_id}",
-            labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id},
-            network_disabled=True,
-            network_mode="none",
-        )
-    )
-    with translate_errors(ep):
-        code, out, err = run_to_completion(client, img.id, **kwargs)
+def list_layers(client, image: str = DEFAULT_TAG, labels=None) -> list:
+    """The image's dreamable layers; SDK errors propagate to the CLI's error boundary."""
+    img = ensure_image(client, image)
+    run_id = containers.new_run_id()
+    kwargs = containers.engine_settings("layers", run_id, ["--list-layers"], labels)
+    code, out, err = containers.run_to_completion(client, img.id, **kwargs)
     if code != 0:
         tail = " ".join(err.split()[-60:])[-300:]
         raise DdctlError(f"The image {image} could not list its layers (exit {code}): {tail}")

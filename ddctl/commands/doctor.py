@@ -5,6 +5,7 @@ lines, hint and fix lines under problems, a summary line) or one JSON document.
 """
 
 import json
+import os
 
 from rich.markup import escape
 
@@ -113,10 +114,10 @@ def run_env(args, ui):
     shell = args.shell or shellenv.detect_shell()
     flags = (f" --shell {args.shell}" if args.shell else "") + (" --unset" if args.unset else "")
     if args.unset:
-        settings = shellenv.unset_settings({})
+        settings = shellenv.unset_settings()
     else:
         host, tls, why = shellenv.choose()
-        settings = shellenv.settings_for(host, tls, dict(__import__("os").environ))
+        settings = shellenv.settings_for(host, tls, dict(os.environ))
         ui.err.print(f"# {escape(shellenv.tcp_form(host))}: {escape(why)}", soft_wrap=True)
         bundles = shellenv.overriding_bundles(tls)
         if bundles:
@@ -135,6 +136,10 @@ def run_env(args, ui):
 
 
 def run_profile(args, ui):
+    # What needs no Docker first: the path's form, and the snippet ddctl ships.
+    profile.check_path(args.path)
+    if args.apply:
+        profile.snippet()
     client = make_client(timeout=30)
     try:
         if args.apply:

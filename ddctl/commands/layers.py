@@ -2,8 +2,7 @@
 
 from rich.table import Table
 
-from ddctl.build import DEFAULT_TAG
-from ddctl.client import make_client, resolve_endpoint
+from ddctl.commands.common import add_image_option, connect
 from ddctl.layers import list_layers
 
 
@@ -13,15 +12,14 @@ def add_parser(sub):
         help="list the layers one can dream on",
         description="The layers of the image's network: name, channels, stride.",
     )
-    p.add_argument("--image", default=DEFAULT_TAG, metavar="TAG", help=f"image tag (default {DEFAULT_TAG})")
+    add_image_option(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args, ui):
-    ep = resolve_endpoint()
-    client = make_client(ep)
-    layers = list_layers(client, args.image, ep)
+    _ep, client = connect()
+    layers = list_layers(client, args.image)
     table = Table(title=f"layers of {args.image}", title_justify="left")
     table.add_column("layer")
     table.add_column("channels", justify="right")

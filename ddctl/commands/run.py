@@ -1,35 +1,24 @@
-"""`ddctl run`: parsing and rendering only (the work is ddctl/run.py and ddctl/fetch.py)."""
+"""`ddctl run`: parsing and rendering only (the work is ddctl/run/ and ddctl/fetch.py)."""
 
-import argparse
+import tempfile
 
 from rich.progress import BarColumn, Progress, TextColumn
 
-from ddctl.build import DEFAULT_TAG
-from ddctl.client import make_client, resolve_endpoint
-from ddctl.commands.build import build_with_view, warn_untrained
-from ddctl.run import DEFAULT_MAX_SIZE, DEFAULT_OUTPUT, ENGINE_DEFAULTS, DreamOptions, DreamProgress, dream
-
-
-def _number(kind, minimum, strict):
-    """An argparse type: `kind` (int or float) at least `minimum` (more than it if strict)."""
-    noun = "whole number" if kind is int else "number"
-    bound = f"more than {minimum}" if strict else f"{minimum} or more"
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}")
-        if value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
-        return value
-
-    return parse
-
-
-_positive_int = _number(int, 1, strict=False)
-_positive_float = _number(float, 0, strict=True)
-_non_negative_int = _number(int, 0, strict=False)
+from ddctl.commands.common import (
+    add_image_option,
+    build_with_view,
+    connect,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    say,
+    seconds,
+    warn_if_untrained,
+)
+from ddctl.run.dream import dream, prepare
+from ddctl.run.naming import DEFAULT_OUTPUT
+from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, DreamOptions
+from ddctl.run.progress import DreamProgress
 
 
 def add_parser(sub):
@@ -52,27 +41,27 @@ def add_parser(sub):
         "iterations",
         metavar="ITERATIONS",
         nargs="?",
-        type=_positive_int,
+        type=positive_int,
         default=ENGINE_DEFAULTS["iterations"],
-        help="steps per octave (default 10)",
+        help=f"steps per octave (default {ENGINE_DEFAULTS['iterations']})",
     )
     p.add_argument(
         "octaves",
         metavar="OCTAVES",
         nargs="?",
-        type=_positive_int,
+        type=positive_int,
         default=ENGINE_DEFAULTS["octaves"],
-        help="number of scales (default 4)",
+        help=f"number of scales (default {ENGINE_DEFAULTS['octaves']})",
     )
     p.add_argument(
         "--octave-scale",
-        type=_positive_float,
+        type=positive_float,
         default=ENGINE_DEFAULTS["octave_scale"],
         metavar="F",
-        help="size ratio between octaves (default 1.4)",
+        help=f"size ratio between octaves (default {ENGINE_DEFAULTS['octave_scale']})",
     )
-    p.add_argument("--step-size", type=_positive_float, metavar="F", help="gradient step (default 1.5)")
-    p.add_argument("--jitter", type=_non_negative_int, metavar="PX", help="random shift (default 32)")
+    p.add_argument("--step-size", type=positive_float, metavar="F", help="gradient step (default 1.5)")
+    p.add_argument("--jitter", type=non_negative_int, metavar="PX", help="random shift (default 32)")
     p.add_argument("--seed", type=int, metavar="N", help="random seed, for repeatable pictures")
     p.add_argument(
         "--save-steps",
@@ -81,7 +70,7 @@ def add_parser(sub):
     )
     p.add_argument(
         "--max-size",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="PX",
         default=DEFAULT_MAX_SIZE,
         help=f"scale the input down so its longer side is at most PX (default "
@@ -94,7 +83,7 @@ def add_parser(sub):
         metavar="DIR",
         help=f"where the pictures go (default ./{DEFAULT_OUTPUT}, created if missing)",
     )
-    p.add_argument("--image", default=DEFAULT_TAG, metavar="TAG", help=f"image tag (default {DEFAULT_TAG})")
+    add_image_option(p)
     p.add_argument(
         "--no-build", action="store_true", help="when the image does not exist, stop instead of building it"
     )
@@ -108,11 +97,18 @@ def add_parser(sub):
     return p
 
 
-def _secs(s):
-    if s is None:
-        return "?"
-    s = int(round(s))
-    return f"{s // 60}:{s % 60:02d}" if s >= 60 else f"{s} s"
+def options_of(args) -> DreamOptions:
+    return DreamOptions(
+        layer=args.layer,
+        iterations=args.iterations,
+        octaves=args.octaves,
+        octave_scale=args.octave_scale,
+        step_size=args.step_size,
+        jitter=args.jitter,
+        seed=args.seed,
+        save_steps=args.save_steps,
+        max_size=args.max_size or None,
+    )
 
 
 class RunView:
@@ -127,7 +123,7 @@ class RunView:
         self.state = None
 
     def say(self, text, style=None):
-        self.ui.err.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+        say(self.ui, text, style)
 
     def close(self):
         if self.progress:
@@ -141,8 +137,7 @@ class RunView:
         elif ev.kind == "build-needed":
             self.say(f"The image {d['tag']} does not exist yet: building it first ({d['command']}).")
         elif ev.kind == "image":
-            if d.get("weights") == "untrained":
-                warn_untrained(self.ui, d["tag"])
+            warn_if_untrained(self.ui, d["tag"], d.get("weights"))
         elif ev.kind == "transfer":
             if d["mode"] == "mount":
                 self.say(f"files: {d['output_dir']} bind-mounted into the container, as {d['why']}")
@@ -172,7 +167,7 @@ class RunView:
             st = self.state
             st.update(d)
             where = f"octave {st.octave + 1}/{st.octaves} iteration {st.iteration + 1}/{st.iterations}"
-            info = f"elapsed {_secs(st.elapsed)}  ETA {_secs(st.eta)}"
+            info = f"elapsed {seconds(st.elapsed)}  ETA {seconds(st.eta)}"
             if self.progress:
                 self.progress.update(
                     self.task,
@@ -186,47 +181,36 @@ class RunView:
                 )
         elif ev.kind == "done":
             self.close()
-        elif ev.kind == "log" and not self.live:
-            pass  # engine's non-JSON lines are kept for errors only
+        # "log" (the engine's non-JSON lines) is kept for error messages only
 
 
 def run(args, ui):
-    ep = resolve_endpoint()
-    client = make_client(ep)
-    opts = DreamOptions(
-        layer=args.layer,
-        iterations=args.iterations,
-        octaves=args.octaves,
-        octave_scale=args.octave_scale,
-        step_size=args.step_size,
-        jitter=args.jitter,
-        seed=args.seed,
-        save_steps=args.save_steps,
-        max_size=args.max_size or None,
-    )
+    opts = options_of(args)
     view = RunView(ui, opts)
     build = None
-    if not args.no_build:
-
-        def build(tag):
-            summary = build_with_view(ui, client, ep, tag)
-            ui.err.print(f"built {tag} in {summary.seconds:.0f} s", markup=False, highlight=False)
-
-    try:
-        result = dream(
-            client,
+    with tempfile.TemporaryDirectory(prefix="ddctl-") as workdir:
+        # Everything that needs no Docker first: the transfer setting, the output folder,
+        # the picture (downloaded and verified here).
+        job = prepare(
             args.source,
+            workdir,
             opts,
             output_dir=args.output_dir,
-            image=args.image,
             transfer="copy" if args.copy else None,
-            build=build,
             on_event=view,
-            ep=ep,
         )
-    finally:
-        view.close()
+        ep, client = connect()
+        if not args.no_build:
+
+            def build(tag):
+                summary = build_with_view(ui, client, tag)
+                say(ui, f"built {tag} in {summary.seconds:.0f} s")
+
+        try:
+            result = dream(client, job, ep, image=args.image, build=build, on_event=view)
+        finally:
+            view.close()
     extra = len(result.files) - 1
-    view.say(f"done in {_secs(result.elapsed)}" + (f"; {extra} step pictures saved" if extra > 0 else ""))
+    view.say(f"done in {seconds(result.elapsed)}" + (f"; {extra} step pictures saved" if extra > 0 else ""))
     ui.out.print(result.path, markup=False, highlight=False, soft_wrap=True)
     return 0

@@ -5,6 +5,3 @@ prerequisite failed, fixes.py holds what `--fix` may do, shellenv.py the `doctor
 shell formats, profile.py the boot2docker profile repair, certs.py the pure
 certificate checks. ddctl/commands/doctor.py only parses and renders.
 """
-
-from ddctl.doctor.result import FAIL, OK, SKIPPED, WARN, CheckResult  # noqa: F401
-from ddctl.doctor.runner import Context, run_checks, summarize  # noqa: F401

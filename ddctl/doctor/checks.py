@@ -6,10 +6,8 @@ that fixes it; the sentences quote the error the user would otherwise meet
 """
 
 import errno
-import grp
 import ipaddress
 import os
-import pwd
 import re
 import shutil
 import socket
@@ -21,13 +19,30 @@ import docker
 from docker.constants import DEFAULT_DOCKER_API_VERSION, IS_WINDOWS_PLATFORM, MINIMUM_DOCKER_API_VERSION
 from docker.utils import parse_host
 
-from ddctl.build import BVLC_GOOGLENET_SHA1, DEFAULT_TAG
-from ddctl.client import DOCTOR_HINT, Endpoint, api_version_key, explain, make_client, resolve_endpoint
+from ddctl.client import (
+    DOCKER_ERRORS,
+    DOCTOR_HINT,
+    Endpoint,
+    api_version_key,
+    explain,
+    make_client,
+    resolve_endpoint,
+)
 from ddctl.doctor import certs
 from ddctl.doctor.result import fail, ok, skipped, warn
 from ddctl.doctor.runner import Check
 from ddctl.doctor.security import SECURITY_CHECKS
 from ddctl.errors import DdctlError, one_line
+from ddctl.image import (
+    BVLC_GOOGLENET,
+    BVLC_GOOGLENET_SHA1,
+    DEFAULT_TAG,
+    UNTRAINED,
+    VERSION_LABEL,
+    WEIGHTS_LABEL,
+    WEIGHTS_SHA1_LABEL,
+    WEIGHTS_SOURCE_LABEL,
+)
 
 IMAGE = DEFAULT_TAG
 IMAGE_BYTES = 1.5e9  # what the dream image needs on the daemon's disk
@@ -158,8 +173,13 @@ def found_hint(found, ep=None):
     return f"{f['engine']} answers at {f['host']}: use it with {how}`{ENV_HINT}`{more}."
 
 
-def group_advice(st, uid=None, login_groups=None, getgrgid=grp.getgrgid, getpwuid=pwd.getpwuid):
+def group_advice(st, uid=None, login_groups=None, getgrgid=None, getpwuid=None):
     """Why this user may not open a socket owned by st.st_uid:st.st_gid, and what to do."""
+    if getgrgid is None or getpwuid is None:
+        import grp  # POSIX only: imported here so that ddctl starts where they do not exist
+        import pwd
+
+        getgrgid, getpwuid = getgrgid or grp.getgrgid, getpwuid or pwd.getpwuid
     uid = os.getuid() if uid is None else uid
     login = set(os.getgroups() + [os.getegid()]) if login_groups is None else set(login_groups)
     try:
@@ -540,9 +560,9 @@ def check_connection(ctx):
         ctx.client.ping()
         ctx.version = ctx.client.version()
         ctx.info = ctx.client.info()
-    except DdctlError as exc:
-        raw = str(exc.__cause__ or exc)
-        detail = _quiet(exc.message)
+    except DOCKER_ERRORS as exc:
+        raw = str(exc)
+        detail = _quiet(explain(exc, ctx.endpoint))
         ssl_reason = re.search(r"\[SSL: ([A-Z0-9_]+)\] ([^(]+?) \(_ssl", raw)
         if ssl_reason and "alert" in ssl_reason.group(2):
             detail = (
@@ -644,22 +664,22 @@ def check_image(ctx):
     if img is None:
         return warn("image", f"{IMAGE} is not built yet", hint="`ddctl build` (about a minute, ~1.5 GB)")
     labels = img.labels or {}
-    weights, sha1 = labels.get("io.ddctl.weights", "?"), labels.get("io.ddctl.weights.sha1", "")
+    weights, sha1 = labels.get(WEIGHTS_LABEL, "?"), labels.get(WEIGHTS_SHA1_LABEL, "")
     data = {
         "id": img.short_id,
         "weights": weights,
         "weights_sha1": sha1,
-        "weights_source": labels.get("io.ddctl.weights.source"),
-        "version": labels.get("io.ddctl.version"),
+        "weights_source": labels.get(WEIGHTS_SOURCE_LABEL),
+        "version": labels.get(VERSION_LABEL),
     }
-    if weights == "untrained":
+    if weights == UNTRAINED:
         return warn(
             "image",
             f"{IMAGE} holds untrained weights: dreams will be noise, not dogs",
             hint="rebuild it with the real bvlc_googlenet weights (`ddctl build`, WEIGHTS=download)",
             data=data,
         )
-    if weights == "bvlc_googlenet" and sha1 and sha1 != BVLC_GOOGLENET_SHA1:
+    if weights == BVLC_GOOGLENET and sha1 and sha1 != BVLC_GOOGLENET_SHA1:
         return warn("image", f"{IMAGE} says bvlc_googlenet but its SHA1 is {sha1[:12]}…", data=data)
     return ok(
         "image",

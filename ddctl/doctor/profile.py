@@ -8,18 +8,18 @@ CACERT/SERVERCERT/DOCKER_TLS/EXTRA_ARGS lines there), then fsync'ed. Nothing is 
 
 import os
 import posixpath
-import sys
 
 import docker
 
-from ddctl.client import translate_errors
 from ddctl.containers import run_to_completion
+from ddctl.context import find_context
 from ddctl.errors import DdctlError, UsageError
+from ddctl.image import DEFAULT_TAG
 
 BEGIN = "# >>> ddctl wait4eth1 (ddctl doctor profile) >>>"
 END = "# <<< ddctl wait4eth1 <<<"
 SNIPPET_NAME = "boot2docker-wait4eth1.sh"
-PREFERRED = ("ddctl/deepdream:latest", "debian:bullseye-slim", "busybox:latest", "alpine:latest")
+PREFERRED = (DEFAULT_TAG, "debian:bullseye-slim", "busybox:latest", "alpine:latest")
 LABELS = {"io.ddctl.doctor": "1"}
 RESTART = (
     "restart the VM (`boot2docker restart` / `docker-machine restart NAME`) and run "
@@ -48,15 +48,11 @@ echo "appended $n"
 
 
 def snippet_path():
-    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    for d in (os.path.join(here, "provision"), os.path.join(sys.prefix, "share", "ddctl", "provision")):
-        p = os.path.join(d, SNIPPET_NAME)
-        if os.path.exists(p):
-            return p
-    raise DdctlError(
-        f"{SNIPPET_NAME} is not installed with ddctl (looked next to the package and in "
-        f"{sys.prefix}/share/ddctl/provision): reinstall ddctl."
-    )
+    """provision/boot2docker-wait4eth1.sh of the build context ddctl ships (context.find_context)."""
+    path = os.path.join(find_context(), "provision", SNIPPET_NAME)
+    if not os.path.isfile(path):
+        raise DdctlError(f"{path} is missing from ddctl's build context: reinstall ddctl.")
+    return path
 
 
 def snippet():
@@ -67,8 +63,7 @@ def snippet():
 def candidate_images(client, preferred=None):
     """Images already on the daemon that can run the repair, best first (never pulls)."""
     tags = []
-    with translate_errors():
-        images = sorted(client.images.list(), key=lambda i: i.attrs.get("Size", 0))
+    images = sorted(client.images.list(), key=lambda i: i.attrs.get("Size", 0))
     present = {t for i in images for t in i.tags}
     if preferred:
         if preferred not in present:
@@ -84,9 +79,14 @@ def candidate_images(client, preferred=None):
     return tags
 
 
-def _run(client, path, mode, image=None):
+def check_path(path):
+    """UsageError unless path is absolute (it is a path on the daemon's host). No Docker."""
     if not posixpath.isabs(path):
         raise UsageError(f"{path} is not an absolute path on the daemon's host.")
+
+
+def _run(client, path, mode, image=None):
+    check_path(path)
     folder, name = posixpath.split(path)
     env = {"MODE": mode, "PROFILE_NAME": name, "SNIPPET": snippet() if mode == "apply" else ""}
     errors = []

@@ -4,7 +4,9 @@ comment that says how to eval them; the eval hint itself goes to stderr)."""
 
 import os
 
-from ddctl.doctor.checks import probe_sockets, tls_from_config, tls_from_env
+from ddctl.client import DOCKER_ERRORS, explain, make_client, resolve_endpoint
+from ddctl.doctor.checks import CA_BUNDLE_VARS, probe_sockets, tls_from_config, tls_from_env
+from ddctl.doctor.runner import Context
 from ddctl.errors import DdctlError, DockerUnavailable
 
 SHELLS = ("bash", "zsh", "fish", "powershell", "cmd")
@@ -95,21 +97,16 @@ def settings_for(host, tls, env):
 
 def overriding_bundles(tls, env=None):
     """CA bundle variables that make requests (and so docker-py) ignore ca.pem."""
-    from ddctl.doctor.checks import CA_BUNDLE_VARS
-
     env = os.environ if env is None else env
     return [v for v in CA_BUNDLE_VARS if env.get(v)] if tls and tls.get("verify") else []
 
 
-def unset_settings(env):
+def unset_settings():
     return [(n, None) for n in VARS + ("DOCKER_MACHINE_NAME",)]
 
 
 def choose(env=None, timeout=3):
     """(host, tls, why): the endpoint in effect when it answers, else a live one found."""
-    from ddctl.client import make_client, resolve_endpoint
-    from ddctl.doctor.runner import Context
-
     env = dict(os.environ if env is None else env)
     reason = None
     try:
@@ -118,8 +115,8 @@ def choose(env=None, timeout=3):
             make_client(ep, timeout=timeout).close()
             tls = tls_from_env(env) if ep.source == "DOCKER_HOST" else tls_from_config(ep.tls)
             return ep.host, tls, f"the endpoint in use answers ({ep.source})"
-        except DdctlError as exc:
-            reason = exc.message
+        except DOCKER_ERRORS as exc:
+            reason = explain(exc, ep)
     except DdctlError as exc:
         reason = exc.message
     ctx = Context(env=env, timeout=timeout)

@@ -15,7 +15,7 @@ from dockertest import BASE_IMAGE, TEST_LABEL, TEST_LABEL_FILTER  # noqa: F401
 # Imported here only: a fixture imported into several test modules is built once per module.
 from image_fixtures import dream_image  # noqa: F401
 
-from ddctl.client import make_client
+from ddctl.client import DOCKER_ERRORS, explain, make_client
 from ddctl.errors import DdctlError
 
 
@@ -26,6 +26,8 @@ def _connect():
         return client, None
     except DdctlError as exc:
         return None, exc.message
+    except DOCKER_ERRORS as exc:
+        return None, explain(exc)
 
 
 @pytest.fixture(scope="session")

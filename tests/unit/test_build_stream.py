@@ -8,6 +8,7 @@ import pytest
 from docker.errors import APIError, ImageNotFound
 
 from ddctl import build as b
+from ddctl import image
 from ddctl.context import build_context_tar, context_files, dockerfile_bases, find_context
 from ddctl.errors import DdctlError, UsageError
 
@@ -124,19 +125,19 @@ def test_the_weights_download_failure_is_the_engine_s_sentence():
         (
             None,
             "http://h/w",
-            b.BVLC_GOOGLENET_SHA1,
-            {"WEIGHTS": "download", "WEIGHTS_URL": "http://h/w", "WEIGHTS_SHA1": b.BVLC_GOOGLENET_SHA1},
+            image.BVLC_GOOGLENET_SHA1,
+            {"WEIGHTS": "download", "WEIGHTS_URL": "http://h/w", "WEIGHTS_SHA1": image.BVLC_GOOGLENET_SHA1},
         ),
     ],
 )
 def test_weights_options_become_build_args(weights, url, sha1, want):
-    assert b.weights_buildargs(weights, url, sha1) == (want, None)
+    assert image.weights_buildargs(weights, url, sha1) == (want, None)
 
 
 def test_a_weights_file_is_hashed_and_sent(tmp_path):
     f = tmp_path / "my.caffemodel"
     f.write_bytes(b"weights!")
-    args, path = b.weights_buildargs(str(f))
+    args, path = image.weights_buildargs(str(f))
     assert args == {
         "WEIGHTS": "file",
         "WEIGHTS_SHA1": hashlib.sha1(b"weights!").hexdigest(),
@@ -158,7 +159,7 @@ def test_a_weights_file_is_hashed_and_sent(tmp_path):
 )
 def test_clashing_weights_options_are_usage_errors(weights, url, sha1, words):
     with pytest.raises(UsageError) as e:
-        b.weights_buildargs(weights, url, sha1)
+        image.weights_buildargs(weights, url, sha1)
     assert words in e.value.message
 
 
@@ -267,7 +268,7 @@ def test_build_image_streams_events_and_summarises(tmp_path):
     s = b.build_image(
         client,
         tag="t:1",
-        weights="untrained",
+        weights=image.weights_buildargs("untrained"),
         root=make_root(tmp_path),
         on_event=events.append,
         labels={"io.ddctl.test": "1"},
@@ -291,7 +292,9 @@ def test_a_failed_build_raises_with_the_step(tmp_path):
         ]
     )
     with pytest.raises(b.BuildFailed) as e:
-        b.build_image(client, tag="t:1", weights="untrained", root=make_root(tmp_path))
+        b.build_image(
+            client, tag="t:1", weights=image.weights_buildargs("untrained"), root=make_root(tmp_path)
+        )
     assert "step 1/1 (RUN false)" in e.value.message and "boom" in e.value.message
     assert e.value.exit_code != 0
 
@@ -299,18 +302,20 @@ def test_a_failed_build_raises_with_the_step(tmp_path):
 def test_a_refused_build_is_one_sentence(tmp_path):
     client = fake_client([], raise_=APIError("400", explanation="dockerfile parse error line 3"))
     with pytest.raises(DdctlError) as e:
-        b.build_image(client, tag="t:1", weights="untrained", root=make_root(tmp_path))
+        b.build_image(
+            client, tag="t:1", weights=image.weights_buildargs("untrained"), root=make_root(tmp_path)
+        )
     assert "dockerfile parse error line 3" in e.value.message
 
 
 def test_an_absent_base_image_is_pulled_and_a_failed_pull_says_what_to_do(tmp_path):
     root = make_root(tmp_path)
     client = fake_client(STREAM, present=())
-    b.build_image(client, tag="t:1", weights="untrained", root=root)
+    b.build_image(client, tag="t:1", weights=image.weights_buildargs("untrained"), root=root)
     assert client.images.pulled == ["debian:bullseye-slim", "busybox:1"]
     client = fake_client(STREAM, present=(), pull_error=APIError("pull access denied"))
     with pytest.raises(DdctlError) as e:
-        b.build_image(client, tag="t:1", weights="untrained", root=root)
+        b.build_image(client, tag="t:1", weights=image.weights_buildargs("untrained"), root=root)
     assert "provision/bootstrap-base-image.sh" in e.value.message
     assert "docker pull debian:bullseye-slim" in e.value.message
     assert client.api.calls == []

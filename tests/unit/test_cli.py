@@ -1,5 +1,6 @@
 """What a user sees from the CLI without any daemon."""
 
+import os
 import subprocess
 import sys
 
@@ -10,8 +11,6 @@ from ddctl.cli import main
 
 
 def ddctl(*args, env=None):
-    import os
-
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "ddctl", *args], capture_output=True, text=True, env=full_env, timeout=60
@@ -43,3 +42,50 @@ def test_debug_shows_the_traceback():
 
 def test_no_command_prints_help_and_fails():
     assert main([]) == 2
+
+
+NO_DAEMON = {"DOCKER_HOST": "unix:///nonexistent"}
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "missing.jpg"], "missing.jpg: no such file"),
+        (["run", "x.png", "badlayer", "0"], "'0' must be 1 or more"),
+        (["build", "--weights-url", "http://127.0.0.1:9/w"], "go together"),
+        (["build", "--weights", "/no/such.caffemodel"], "no such file"),
+        (["doctor", "profile", "--path", "relative/profile"], "not an absolute path"),
+    ],
+)
+def test_usage_errors_are_found_before_docker_is_asked(tmp_path, args, words):
+    r = subprocess.run(
+        [sys.executable, "-m", "ddctl", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **NO_DAEMON),
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr and "Docker" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_good_picture_then_says_docker_is_not_answering(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "cat.png")
+    r = ddctl("run", str(tmp_path / "cat.png"), "-o", str(tmp_path / "out"), env=NO_DAEMON)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ddctl: Docker is not answering at unix:///nonexistent"), r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_version_works_where_grp_and_pwd_do_not_exist():
+    code = (
+        "import sys; sys.modules['grp'] = sys.modules['pwd'] = None\n"
+        "from ddctl.cli import main\n"
+        "main(['--version'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and f"ddctl {__version__}" in r.stdout, r.stderr

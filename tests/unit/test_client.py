@@ -7,7 +7,7 @@ import pytest
 import requests
 from docker.errors import DockerException
 
-from ddctl.client import Endpoint, explain, resolve_endpoint, translate_errors
+from ddctl.client import Endpoint, explain, handle_connection_errors, resolve_endpoint
 from ddctl.errors import DockerUnavailable
 
 EP = Endpoint(host="unix:///var/run/docker.sock", source="default")
@@ -54,11 +54,12 @@ def test_plain_http_to_a_tls_port_and_the_reverse_are_told_apart():
     assert "DOCKER_TLS_VERIFY=1" in a and "plain HTTP but ddctl spoke TLS" in b
 
 
-def test_translate_errors_raises_the_sentence():
+def test_the_boundary_raises_the_sentence_naming_the_endpoint_in_effect(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nowhere/docker.sock")
     with pytest.raises(DockerUnavailable) as info:
-        with translate_errors(EP):
+        with handle_connection_errors():
             raise wrapped(FileNotFoundError(errno.ENOENT, "x"))
-    assert "unix:///var/run/docker.sock" in str(info.value)
+    assert "unix:///nowhere/docker.sock" in str(info.value) and "socket does not exist" in str(info.value)
 
 
 def _write_context(cfgdir, name, host):

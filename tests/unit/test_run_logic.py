@@ -1,24 +1,38 @@
-"""The run's logic against a faked SDK: command line, naming, archive copy, events, cleanup."""
+"""The run's logic against a faked SDK: transfer, naming, archive copy, events, cleanup.
+
+The engine's argv, defaults and event shapes are bound to the engine itself in
+test_contract.py; the fake container below replays events the engine really emits.
+"""
 
 import io
 import json
 import os
 import tarfile
+import tempfile
 import types
 
 import pytest
 from docker.errors import APIError, ImageNotFound
 from PIL import Image
 
-from ddctl import run as r
 from ddctl.client import Endpoint
 from ddctl.errors import DdctlError, Interrupted, UsageError
+from ddctl.image import DEFAULT_TAG
+from ddctl.run import archive, dream, naming, options, progress, transfer
+from ddctl.run.options import DreamOptions
 
 LOCAL = Endpoint(host="unix:///var/run/docker.sock", source="default")
 
 
+def run_dream(client, source, opts=None, output_dir="dreams", ep=LOCAL, transfer=None, on_event=None, **kw):
+    """What `ddctl run` does: prepare (no Docker), then dream on the client."""
+    with tempfile.TemporaryDirectory() as workdir:
+        job = dream.prepare(source, workdir, opts, output_dir, transfer, on_event)
+        return dream.dream(client, job, ep, on_event=on_event, **kw)
+
+
 def test_engine_command_follows_the_contract():
-    o = r.DreamOptions(
+    o = DreamOptions(
         layer="inception_3b/5x5_reduce",
         iterations=19,
         octaves=4,
@@ -29,7 +43,7 @@ def test_engine_command_follows_the_contract():
         save_steps=True,
         max_size=160,
     )
-    assert r.engine_command("/input/cat.jpg", "cat", o) == [
+    assert options.engine_command("/input/cat.jpg", "cat", o) == [
         "/input/cat.jpg",
         "inception_3b/5x5_reduce",
         "19",
@@ -49,7 +63,7 @@ def test_engine_command_follows_the_contract():
         "--max-size",
         "160",
     ]
-    assert r.engine_command("/input/a.png", "a", r.DreamOptions())[:5] == [
+    assert options.engine_command("/input/a.png", "a", DreamOptions())[:5] == [
         "/input/a.png",
         "inception_4c/output",
         "10",
@@ -70,7 +84,7 @@ def test_engine_command_follows_the_contract():
     ],
 )
 def test_the_transfer_follows_the_daemon_or_what_was_forced(host, force, env, mode):
-    got, why = r.choose_transfer(Endpoint(host=host, source="x"), force, env)
+    got, why = transfer.choose_transfer(Endpoint(host=host, source="x"), force, env)
     assert got == mode and why
     if mode == "copy" and not force and not env:
         assert host in why and "remote" in why
@@ -78,15 +92,15 @@ def test_the_transfer_follows_the_daemon_or_what_was_forced(host, force, env, mo
 
 def test_a_bad_transfer_setting_is_a_usage_error():
     with pytest.raises(UsageError):
-        r.choose_transfer(LOCAL, None, {"DDCTL_TRANSFER": "ftp"})
+        transfer.choose_transfer(LOCAL, None, {"DDCTL_TRANSFER": "ftp"})
 
 
 def test_the_output_folder_is_created_or_refused(tmp_path):
-    assert r.prepare_output_dir(str(tmp_path / "a" / "b")) == str(tmp_path / "a" / "b")
+    assert naming.prepare_output_dir(str(tmp_path / "a" / "b")) == str(tmp_path / "a" / "b")
     assert os.path.isdir(tmp_path / "a" / "b")
     (tmp_path / "f").write_text("x")
     with pytest.raises(UsageError) as e:
-        r.prepare_output_dir(str(tmp_path / "f"))
+        naming.prepare_output_dir(str(tmp_path / "f"))
     assert "not a folder" in e.value.message
 
 
@@ -95,15 +109,15 @@ def test_a_read_only_output_folder_is_refused(tmp_path):
     d = tmp_path / "ro"
     d.mkdir(mode=0o555)
     with pytest.raises(UsageError) as e:
-        r.prepare_output_dir(str(d))
+        naming.prepare_output_dir(str(d))
     assert "not writable" in e.value.message
 
 
 def test_free_names_follow_the_engine_rule(tmp_path):
-    assert r.free_stem(str(tmp_path), "cat-x-i2-o2", ".png") == "cat-x-i2-o2"
+    assert naming.free_stem(str(tmp_path), "cat-x-i2-o2", ".png") == "cat-x-i2-o2"
     (tmp_path / "cat-x-i2-o2.png").write_text("")
     (tmp_path / "cat-x-i2-o2-2-steps").mkdir()  # a steps folder also claims its name
-    assert r.free_stem(str(tmp_path), "cat-x-i2-o2", ".png") == "cat-x-i2-o2-3"
+    assert naming.free_stem(str(tmp_path), "cat-x-i2-o2", ".png") == "cat-x-i2-o2-3"
 
 
 def images_tar(files):
@@ -134,7 +148,7 @@ def images_tar(files):
 
 def test_copied_results_never_overwrite_and_steps_move_with_their_picture(tmp_path):
     (tmp_path / "cat-l-i2-o2.png").write_bytes(b"first run")
-    got = r.extract_new_files(
+    got = archive.extract_new_files(
         images_tar(
             {
                 "cat-l-i2-o2.png": b"second run",
@@ -154,17 +168,19 @@ def test_copied_results_never_overwrite_and_steps_move_with_their_picture(tmp_pa
 
 
 def test_engine_lines_and_partial_chunks():
-    s = r.LineSplitter()
+    s = progress.LineSplitter()
     assert s.feed(b'{"event": "st') == []
     assert s.feed(b'art"}\nnot json\n{"event"') == ['{"event": "start"}', "not json"]
     assert s.close() == ['{"event"']
-    assert r.parse_engine_line('{"event": "step", "step": 1}') == {"event": "step", "step": 1}
-    assert r.parse_engine_line("Traceback (most recent call last):") is None
-    assert r.parse_engine_line('{"no": "event"}') is None
+    assert progress.parse_engine_line('{"event": "step", "step": 1}') == {"event": "step", "step": 1}
+    assert progress.parse_engine_line("Traceback (most recent call last):") is None
+    assert progress.parse_engine_line('{"no": "event"}') is None
 
 
 def test_the_eta_weighs_octaves_by_their_pixels():
-    p = r.DreamProgress({"steps_total": 4, "octaves": 2, "iterations": 2, "width": 140, "height": 100}, 1.4)
+    p = progress.DreamProgress(
+        {"steps_total": 4, "octaves": 2, "iterations": 2, "width": 140, "height": 100}, 1.4
+    )
     p.update({"step": 1, "octave": 0, "iteration": 0, "width": 100, "height": 71, "elapsed": 1.0})
     # after 1 of 4 steps, only ~1/6 of the work is done: ETA ~5 s, not 3 s
     assert 0.15 < p.fraction < 0.18 and 4.5 < p.eta < 5.5
@@ -285,10 +301,10 @@ def cat(tmp_path):
 def test_a_mounted_run_reports_events_and_removes_its_container(tmp_path, cat):
     client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
     seen = []
-    res = r.dream(
+    res = run_dream(
         client,
         cat,
-        r.DreamOptions(layer="l", iterations=1, octaves=1),
+        DreamOptions(layer="l", iterations=1, octaves=1),
         output_dir=str(tmp_path / "out"),
         ep=LOCAL,
         on_event=seen.append,
@@ -310,10 +326,10 @@ def test_a_copied_run_puts_the_input_and_gets_the_results(tmp_path, cat):
     out.mkdir()
     (out / "cat-l-i1-o1.png").write_bytes(b"older")
     client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
-    res = r.dream(
+    res = run_dream(
         client,
         cat,
-        r.DreamOptions(layer="l", iterations=1, octaves=1),
+        DreamOptions(layer="l", iterations=1, octaves=1),
         output_dir=str(out),
         ep=LOCAL,
         transfer="copy",
@@ -331,7 +347,7 @@ def test_the_engine_refusal_is_a_usage_error_with_its_message(tmp_path, cat):
     err = {"event": "error", "code": "unknown_layer", "message": "unknown layer 'x': choose one of a, b"}
     client = FakeClient(chunks=events_lines(err), code=2)
     with pytest.raises(UsageError) as e:
-        r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
+        run_dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
     assert e.value.message == "unknown layer 'x': choose one of a, b"
     assert client.containers_made[0].removed
 
@@ -339,7 +355,7 @@ def test_the_engine_refusal_is_a_usage_error_with_its_message(tmp_path, cat):
 def test_an_engine_crash_shows_its_last_stderr_lines(tmp_path, cat):
     client = FakeClient(chunks=[b"not json\n"], code=1, stderr=b"Traceback...\nMemoryError\n")
     with pytest.raises(DdctlError) as e:
-        r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
+        run_dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
     assert "exit 1" in e.value.message and "MemoryError" in e.value.message
     assert client.containers_made[0].removed
 
@@ -347,7 +363,7 @@ def test_an_engine_crash_shows_its_last_stderr_lines(tmp_path, cat):
 def test_ctrl_c_stops_and_removes_the_container(tmp_path, cat):
     client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0, interrupt_after=2)
     with pytest.raises(Interrupted) as e:
-        r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
+        run_dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
     c = client.containers_made[0]
     assert e.value.exit_code == 130 and c.stopped and c.removed
     assert str(tmp_path / "o") in e.value.message
@@ -356,7 +372,7 @@ def test_ctrl_c_stops_and_removes_the_container(tmp_path, cat):
 def test_no_image_without_build_names_the_command(tmp_path, cat):
     client = FakeClient(present=False, chunks=[], code=0)
     with pytest.raises(DdctlError) as e:
-        r.dream(client, cat, output_dir=str(tmp_path / "o"), image="me/dd:1", ep=LOCAL)
+        run_dream(client, cat, output_dir=str(tmp_path / "o"), image="me/dd:1", ep=LOCAL)
     assert "`ddctl build --tag me/dd:1`" in e.value.message and client.containers_made == []
 
 
@@ -368,25 +384,25 @@ def test_no_image_is_built_first_when_allowed(tmp_path, cat):
         built.append(tag)
         client.present = True
 
-    r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL, build=build, on_event=seen.append)
-    assert built == [r.DEFAULT_TAG] and "build-needed" in [e.kind for e in seen]
+    run_dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL, build=build, on_event=seen.append)
+    assert built == [DEFAULT_TAG] and "build-needed" in [e.kind for e in seen]
 
 
 def test_a_bad_input_never_starts_a_container(tmp_path):
     (tmp_path / "x.jpg").write_text("<html>")
     client = FakeClient(chunks=[], code=0)
     with pytest.raises(UsageError):
-        r.dream(client, str(tmp_path / "x.jpg"), output_dir=str(tmp_path / "o"), ep=LOCAL)
+        run_dream(client, str(tmp_path / "x.jpg"), output_dir=str(tmp_path / "o"), ep=LOCAL)
     assert client.containers_made == []
 
 
 def test_a_daemon_that_cannot_see_the_folders_falls_back_to_the_copy(tmp_path, cat):
     client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0, no_binds=True)
     seen = []
-    res = r.dream(
+    res = run_dream(
         client,
         cat,
-        r.DreamOptions(layer="l", iterations=1, octaves=1),
+        DreamOptions(layer="l", iterations=1, octaves=1),
         output_dir=str(tmp_path / "o"),
         ep=LOCAL,
         on_event=seen.append,
@@ -406,5 +422,5 @@ def test_a_container_removed_by_someone_else_is_one_sentence(tmp_path, cat):
 
     client.containers.create = create
     with pytest.raises(DdctlError) as e:
-        r.dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
+        run_dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
     assert "was removed while it ran" in e.value.message

@@ -1,0 +1,197 @@
+"""The dream container's life: create, follow, collect, and always clean up.
+
+create()   the container (ddctl/containers.py settings: no network, the invoking user,
+           labels), the input mounted or copied in;
+follow()   starts it and reads the engine's events from its stdout as they come;
+collect()  waits for its exit, copies the results out (archive copy), reads its state;
+cleanup()  stops it on Ctrl-C and always removes it (Ctrl-C ignored meanwhile).
+
+SDK errors propagate to the CLI's error boundary, except the two that mean something
+here: a bind source the daemon cannot see (BindUnavailable: the caller falls back to the
+archive copy) and a container removed by someone else while it ran.
+"""
+
+import signal
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from docker.errors import APIError, NotFound
+from docker.types import Mount
+
+from ddctl import containers
+from ddctl.errors import DdctlError, Interrupted, UsageError
+from ddctl.run.archive import copy_out, input_archive
+from ddctl.run.options import IMAGES, INPUT_DIR, DreamOptions, engine_command
+from ddctl.run.progress import lines_of, parse_engine_line
+
+STOP_TIMEOUT = 3  # seconds between SIGTERM and SIGKILL on Ctrl-C
+KEPT_LINES = 15  # the engine's last non-event lines, kept for a failure's message
+REFUSALS = ("unknown_layer", "bad_input", "too_many_octaves")  # engine error codes that are usage errors
+
+Emit = Callable[[str, dict], None]  # emit(kind, data)
+
+
+class BindUnavailable(DdctlError):
+    """The daemon cannot see the folders to bind-mount."""
+
+
+@dataclass
+class Outcome:
+    """What the engine said and how its container ended."""
+
+    saved: list = field(default_factory=list)  # container paths of "saved" events
+    done: Optional[dict] = None  # the "done" event
+    error: Optional[dict] = None  # the "error" event
+    other: list = field(default_factory=list)  # its last non-event stdout lines
+    code: Optional[int] = None
+    stderr: str = ""
+    state: dict = field(default_factory=dict)  # the container's State (OOMKilled...)
+    copied: dict = field(default_factory=dict)  # {container path: host path} (archive copy)
+    run_id: str = ""  # the io.ddctl.run label of its container
+
+    def failure(self) -> Optional[DdctlError]:
+        """The DdctlError this outcome means, or None when the dream is done."""
+        if self.code == 0 and self.done is not None:
+            return None
+        code, error = self.code, self.error
+        if error and error.get("message"):
+            msg = " ".join(str(error["message"]).split())
+            if code == 2 or error.get("code") in REFUSALS:
+                return UsageError(msg)
+            return DdctlError(f"The dream engine failed: {msg}")
+        if self.state.get("OOMKilled") or code == 137:
+            return DdctlError(
+                "The dream container ran out of memory (or was killed): try a smaller "
+                "--max-size or fewer octaves."
+            )
+        if code == 130:
+            return Interrupted("The dream engine was interrupted.")
+        tail = [line for line in (self.stderr.splitlines() + self.other) if line.strip()][-6:]
+        detail = ("\n" + "\n".join("  " + line for line in tail)) if tail else ""
+        if code == 0:
+            return DdctlError("The dream engine ended without reporting its picture." + detail)
+        return DdctlError(f"The dream engine failed (exit {code})." + detail)
+
+
+def create(
+    client, image_id: str, picture, opts: DreamOptions, outdir: str, mode: str, labels: dict, run_id: str
+):
+    """The dream container, created (not started); BindUnavailable when mounts cannot work."""
+    source_in = f"{INPUT_DIR}/{picture.filename}"
+    kwargs = containers.engine_settings("run", run_id, engine_command(source_in, picture.stem, opts), labels)
+    kwargs.update(detach=True, tty=False, stdin_open=False)
+    if mode == "mount":
+        kwargs["mounts"] = [
+            Mount(IMAGES, outdir, type="bind"),
+            Mount(source_in, picture.path, type="bind", read_only=True),
+        ]
+    try:
+        return containers.create(client, image_id, **kwargs)
+    except APIError as exc:
+        if mode == "mount" and "bind source path does not exist" in str(exc):
+            raise BindUnavailable(str(exc))
+        raise
+
+
+def send_input(container, picture) -> None:
+    """The archive copy's way in: input/<file> put into the container, owned by the caller."""
+    uid, gid = containers.invoking_user()
+    container.put_archive("/", input_archive(picture.path, picture.filename, uid, gid))
+
+
+def follow(container, emit: Emit, outcome: Outcome) -> None:
+    """Start the container and read the engine's events until its stdout ends."""
+    container.start()
+    stdout = container.logs(stream=True, follow=True, stdout=True, stderr=False)
+    for line in lines_of(stdout):
+        ev = parse_engine_line(line)
+        if ev is None:
+            if line.strip():
+                outcome.other.append(line.rstrip())
+                del outcome.other[:-KEPT_LINES]
+                emit("log", {"line": line.rstrip()})
+            continue
+        emit(ev["event"], ev)
+        kind = ev["event"]
+        if kind == "saved":
+            outcome.saved.append(ev.get("path"))
+        elif kind == "done":
+            outcome.done = ev
+        elif kind == "error":
+            outcome.error = ev
+
+
+def collect(container, outdir: str, mode: str, outcome: Outcome) -> None:
+    """Wait for the exit; copy the results out (archive copy); read stderr and the state."""
+    outcome.code = int(container.wait().get("StatusCode", 1))
+    if mode == "copy":
+        outcome.copied = copy_out(container, outdir)
+    outcome.stderr = container.logs(stdout=False, stderr=True, tail=KEPT_LINES).decode("utf-8", "replace")
+    outcome.state = (container.attrs or {}).get("State") or {}
+    try:
+        container.reload()
+        outcome.state = container.attrs.get("State") or {}
+    except NotFound:
+        pass
+
+
+def cleanup(container, outdir: str, mode: str, interrupted: bool) -> None:
+    """Stop (on Ctrl-C) and always remove the container; Ctrl-C is ignored meanwhile."""
+    in_main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
+    try:
+        if interrupted:
+            try:
+                container.stop(timeout=STOP_TIMEOUT)
+            except Exception:
+                pass
+            if mode == "copy":
+                try:  # keep what the engine had written so far
+                    copy_out(container, outdir)
+                except Exception:
+                    pass
+        for _attempt in range(2):
+            try:
+                container.remove(force=True)
+                break
+            except NotFound:
+                break
+            except Exception:
+                continue
+    finally:
+        if in_main:
+            signal.signal(signal.SIGINT, old)
+
+
+def run(
+    client, image_id: str, picture, opts: DreamOptions, outdir: str, mode: str, emit: Emit, labels: dict
+) -> Outcome:
+    """The container's whole life; an Outcome, or Interrupted on Ctrl-C (container removed)."""
+    run_id = containers.new_run_id()
+    container, interrupted, outcome = None, False, Outcome(run_id=run_id)
+    try:
+        container = create(client, image_id, picture, opts, outdir, mode, labels, run_id)
+        emit("container", {"id": container.short_id, "run_id": run_id})
+        if mode == "copy":
+            send_input(container, picture)
+        try:
+            follow(container, emit, outcome)
+            collect(container, outdir, mode, outcome)
+        except (NotFound, APIError) as exc:
+            if isinstance(exc, NotFound) or "marked for removal" in str(exc):
+                raise DdctlError(
+                    f"The dream container {container.name} was removed while it ran "
+                    f"(by another program?): run the command again."
+                )
+            raise
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if container is not None:
+            cleanup(container, outdir, mode, interrupted)
+    if interrupted:
+        raise Interrupted(
+            f"interrupted: the container was stopped and removed; what was already written stays in {outdir}."
+        )
+    return outcome

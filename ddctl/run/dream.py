@@ -1,0 +1,127 @@
+"""Dream on a picture: `prepare()` checks everything that needs no Docker (the transfer
+setting, the output folder, the picture itself, fetched and verified on this machine),
+then `dream()` makes sure the image exists and runs the engine's container.
+
+No rendering here: both call `on_event(RunEvent)`; `dream()` returns a RunResult. The
+container runs with no network, as the invoking user, labelled io.ddctl.run=<id>, and is
+removed whatever happens (Ctrl-C included).
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from ddctl.client import Endpoint
+from ddctl.fetch import Picture, get_picture
+from ddctl.image import DEFAULT_TAG, build_command, ensure_image, weights_of
+from ddctl.run import container
+from ddctl.run.naming import DEFAULT_OUTPUT, host_path, prepare_output_dir
+from ddctl.run.options import DreamOptions
+from ddctl.run.transfer import choose_transfer, forced_transfer
+
+
+@dataclass
+class RunEvent:
+    kind: str  # fetched | image | build-needed | transfer | container | start | step | saved | done | log
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    path: str  # the final picture on the host
+    transfer: str  # mount | copy
+    files: list  # every host file this run wrote
+    elapsed: float
+    run_id: str
+
+
+@dataclass
+class DreamJob:
+    """A dream checked and ready: everything but Docker is known to be fine."""
+
+    picture: Picture  # verified, on this machine
+    opts: DreamOptions
+    outdir: str  # absolute, exists, writable
+    transfer: Optional[str] = None  # mount | copy when the command forced it (--copy)
+
+
+def prepare(
+    source: str,
+    workdir: str,
+    opts: Optional[DreamOptions] = None,
+    output_dir: str = DEFAULT_OUTPUT,
+    transfer: Optional[str] = None,
+    on_event: Optional[Callable[[RunEvent], None]] = None,
+) -> DreamJob:
+    """Check the dream without Docker: transfer setting, output folder, the picture (a URL is
+    downloaded into workdir). UsageError (or DdctlError for the network) when something is wrong."""
+    on_event = on_event or (lambda e: None)
+    forced_transfer(transfer)  # a bad DDCTL_TRANSFER is refused before anything else
+    outdir = prepare_output_dir(output_dir)
+    picture = get_picture(source, workdir)
+    on_event(
+        RunEvent(
+            "fetched",
+            {
+                "source": source,
+                "path": picture.path,
+                "width": picture.width,
+                "height": picture.height,
+                "format": picture.format,
+            },
+        )
+    )
+    return DreamJob(picture=picture, opts=opts or DreamOptions(), outdir=outdir, transfer=transfer)
+
+
+def dream(
+    client,
+    job: DreamJob,
+    ep: Endpoint,
+    image: str = DEFAULT_TAG,
+    build: Optional[Callable[[str], object]] = None,
+    on_event: Optional[Callable[[RunEvent], None]] = None,
+    labels: Optional[dict] = None,
+) -> RunResult:
+    """Run the prepared dream in a container on `client` (the daemon at `ep`); a RunResult."""
+    on_event = on_event or (lambda e: None)
+
+    def emit(kind, data):
+        on_event(RunEvent(kind, data))
+
+    def build_first(tag):
+        emit("build-needed", {"tag": tag, "command": build_command(tag)})
+        build(tag)
+
+    img = ensure_image(client, image, build_first if build else None)
+    emit("image", {"tag": image, "weights": weights_of(img)})
+    mode, why = choose_transfer(ep, job.transfer)
+    emit("transfer", {"mode": mode, "why": why, "output_dir": job.outdir})
+    labels = labels or {}
+    args = (client, img.id, job.picture, job.opts, job.outdir)
+    try:
+        outcome = container.run(*args, mode, emit, labels)
+    except container.BindUnavailable:
+        # A "local" socket whose daemon lives elsewhere (ddctl in a container, a VM
+        # without this folder shared): the archive copy works wherever the daemon is.
+        mode = "copy"
+        emit(
+            "transfer",
+            {"mode": mode, "output_dir": job.outdir, "why": "the daemon cannot see this machine's folders"},
+        )
+        outcome = container.run(*args, mode, emit, labels)
+    failure = outcome.failure()
+    if failure is not None:
+        raise failure
+    done = outcome.done
+    path = host_path(done.get("path", ""), job.outdir, outcome.copied)
+    if mode == "copy":
+        files = sorted(outcome.copied.values())
+    else:
+        files = [host_path(p, job.outdir) for p in outcome.saved if p]
+    return RunResult(
+        path=path,
+        transfer=mode,
+        files=files,
+        elapsed=float(done.get("elapsed") or 0.0),
+        run_id=outcome.run_id,
+    )

@@ -1,0 +1,87 @@
+"""Where the pictures go and what they are called (README "Contracts" / "Files").
+
+The engine names the final picture `<stem>-<layer with / as ->-i<ITERATIONS>-o<OCTAVES>.png`
+and adds -2, -3, ... rather than overwrite; a `--save-steps` folder `<final stem>-steps/`
+claims its name too. ddctl follows the same rule when it copies results out of a
+container (tests/unit/test_contract.py binds the two).
+"""
+
+import os
+import posixpath
+from typing import Optional
+
+from ddctl.errors import UsageError
+from ddctl.run.options import IMAGES
+
+DEFAULT_OUTPUT = "dreams"
+STEPS_SUFFIX = "-steps"
+
+
+def final_stem(stem: str, layer: str, iterations: int, octaves: int) -> str:
+    """The final picture's name before any -2, -3 suffix (the engine's naming rule)."""
+    return f"{stem}-{layer.replace('/', '-')}-i{iterations}-o{octaves}"
+
+
+def prepare_output_dir(path: Optional[str]) -> str:
+    """The absolute output folder, created when missing; UsageError when unusable."""
+    full = os.path.abspath(os.path.expanduser(path or DEFAULT_OUTPUT))
+    if os.path.exists(full) and not os.path.isdir(full):
+        raise UsageError(f"The output folder {path} exists and is not a folder: choose another with -o DIR.")
+    try:
+        os.makedirs(full, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot create the output folder {path} ({exc.strerror}): choose another with -o DIR."
+        )
+    if not os.access(full, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"The output folder {path} is not writable by this user: choose another with -o DIR."
+        )
+    return full
+
+
+def free_stem(directory: str, stem: str, ext: str, taken=()) -> str:
+    """stem, or stem-2, stem-3, ... so that neither stem<ext> nor stem-steps exists (the engine's rule)."""
+    k = 1
+    while True:
+        cand = stem if k == 1 else f"{stem}-{k}"
+        if (
+            (cand + ext) not in taken
+            and not os.path.lexists(os.path.join(directory, cand + ext))
+            and not os.path.lexists(os.path.join(directory, cand + STEPS_SUFFIX))
+        ):
+            return cand
+        k += 1
+
+
+def plan_extraction(names, directory: str) -> dict:
+    """Map the top-level entries of the container's /images to fresh names in directory.
+
+    names: top-level names found in the archive (files and folders). A final picture X.png
+    and its steps folder X-steps move together: both get the first free suffix.
+    """
+    plan, taken = {}, set()
+    files = sorted(n for n in names if os.path.splitext(n)[1])
+    for name in files:
+        stem, ext = os.path.splitext(name)
+        new = free_stem(directory, stem, ext, taken)
+        plan[name] = new + ext
+        taken.update({new + ext, new + STEPS_SUFFIX})
+        if stem + STEPS_SUFFIX in names:
+            plan[stem + STEPS_SUFFIX] = new + STEPS_SUFFIX
+    for name in sorted(set(names) - set(plan)):
+        new, k = name, 1
+        while new in taken or os.path.lexists(os.path.join(directory, new)):
+            k += 1
+            new = f"{name}-{k}"
+        plan[name] = new
+        taken.add(new)
+    return plan
+
+
+def host_path(container_path: str, output_dir: str, copied: Optional[dict] = None) -> str:
+    """The host path of a file the engine wrote at container_path (under /images)."""
+    if copied and container_path in copied:
+        return copied[container_path]
+    rel = posixpath.relpath(container_path, IMAGES)
+    return os.path.join(output_dir, *rel.split("/"))

@@ -1,0 +1,61 @@
+"""What a dream is asked to do, and the engine's command line that asks it.
+
+`engine_command()` is the one place the engine's argv is built (README "Contracts
+between the parts" / "The engine's command line"); tests/unit/test_contract.py parses
+it with the engine's own parser.
+"""
+
+from dataclasses import dataclass
+from typing import Optional
+
+# The engine's defaults (engine/cli.py DEFAULTS), bound by tests/unit/test_contract.py.
+ENGINE_DEFAULTS = {"layer": "inception_4c/output", "iterations": 10, "octaves": 4, "octave_scale": 1.4}
+# A phone's 12-megapixel photo would take 20x the time of the notebook's 1024x576 example
+# and several GB of memory (more than many Docker VMs have): dream at a size that fits,
+# as every modern DeepDream tool does, unless asked otherwise (--max-size 0).
+DEFAULT_MAX_SIZE = 1280
+IMAGES = "/images"  # the engine's output folder inside the image (its --output-dir default)
+INPUT_DIR = "/input"  # where ddctl puts the input inside the container
+
+
+@dataclass
+class DreamOptions:
+    layer: str = ENGINE_DEFAULTS["layer"]
+    iterations: int = ENGINE_DEFAULTS["iterations"]
+    octaves: int = ENGINE_DEFAULTS["octaves"]
+    octave_scale: float = ENGINE_DEFAULTS["octave_scale"]
+    step_size: Optional[float] = None
+    jitter: Optional[int] = None
+    seed: Optional[int] = None
+    save_steps: bool = False
+    max_size: Optional[int] = None
+
+
+def engine_command(source_in_container: str, name: str, opts: DreamOptions) -> list:
+    """The engine's argv per the README contract."""
+    cmd = [
+        source_in_container,
+        opts.layer,
+        str(opts.iterations),
+        str(opts.octaves),
+        _num(opts.octave_scale),
+        "--name",
+        name,
+        "--progress",
+        "json",
+    ]
+    if opts.step_size is not None:
+        cmd += ["--step-size", _num(opts.step_size)]
+    if opts.jitter is not None:
+        cmd += ["--jitter", str(opts.jitter)]
+    if opts.seed is not None:
+        cmd += ["--seed", str(opts.seed)]
+    if opts.save_steps:
+        cmd.append("--save-steps")
+    if opts.max_size is not None:
+        cmd += ["--max-size", str(opts.max_size)]
+    return cmd
+
+
+def _num(x):
+    return repr(float(x)).rstrip("0").rstrip(".") if float(x) != int(float(x)) else str(int(float(x)))
