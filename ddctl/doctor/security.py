@@ -10,10 +10,8 @@ daemon_listeners) are pure and unit-tested; the checks only gather the facts for
 This module does not import checks.py (which registers SECURITY_CHECKS after its own).
 """
 
-import grp
 import ipaddress
 import os
-import pwd
 import re
 import socket
 import stat
@@ -196,6 +194,9 @@ def daemon_listeners(warnings) -> list[dict]:
 
 # ----------------------------------------------------------------------------- helpers
 def _names(st) -> tuple[str, str, list[str]]:
+    import grp  # POSIX only: imported here so that ddctl starts where they do not exist
+    import pwd
+
     try:
         owner = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
