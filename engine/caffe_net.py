@@ -39,12 +39,8 @@ import numpy as np
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-try:
-    from engine.net import LayerInfo
-except ImportError:  # pragma: no cover - engine.net is the other half of the engine
-    from collections import namedtuple
-
-    LayerInfo = namedtuple("LayerInfo", "name channels stride")
+from engine import objectives
+from engine.net import LayerInfo
 
 MEAN_BGR = np.array([104.0, 116.0, 122.0], dtype=np.float32)  # bvlc_googlenet, as the notebook
 NATIVE_SIZE = 224  # bvlc_googlenet's training input side
@@ -212,11 +208,17 @@ class _Topology:
         return self._min[end]
 
 
-def dream_netparameter(netp, end):
-    """The NetParameter of the cut, weight-gradient-free net for blob `end` (see top)."""
-    keep = _ancestors(netp, end)
+def dream_netparameter(netp, end, slot=None):
+    """The NetParameter of the cut, weight-gradient-free net for blob `end` (see top).
+
+    end: a blob name, or the list of blobs an objective reads (engine/objectives.py): the
+    net is cut after the last of them and the loss layer takes them all as bottoms.
+    slot: the _SLOTS key through which the loss layer finds the objective of each step;
+    None keeps the plain L2 objective of `end`."""
+    ends = [end] if isinstance(end, str) else list(end)
+    keep = sorted(set().union(*(_ancestors(netp, e) for e in ends)))
     out = caffe_pb2.NetParameter()
-    out.name = (netp.name or "net") + "-to-" + end
+    out.name = (netp.name or "net") + "-to-" + "+".join(ends)
     for i in keep:
         src = netp.layer[i]
         layer = out.layer.add()
@@ -243,10 +245,13 @@ def dream_netparameter(netp, end):
                 layer.ClearField(params_field)
                 _make_python(layer, python_layer, param_str)
     loss = out.layer.add(name="ddctl_objective")
-    loss.bottom.append(end)
+    loss.bottom.extend(ends)
     loss.top.append("ddctl_objective")
     loss.loss_weight.append(1.0)
-    _make_python(loss, "L2Objective")
+    if slot is None:
+        _make_python(loss, "L2Objective")
+    else:
+        _make_python(loss, "ObjectiveLayer", slot)
     return out
 
 
@@ -294,6 +299,28 @@ class L2Objective(caffe.Layer):
 
     def backward(self, top, propagate_down, bottom):
         np.copyto(bottom[0].diff, bottom[0].data)
+
+
+# the objective of the current step, per cut net: ObjectiveLayer finds its slot by param_str
+_SLOTS = {}
+
+
+class ObjectiveLayer(caffe.Layer):
+    """Any engine/objectives.py objective: backward lets it write its blobs' diffs
+    (a plain blob name writes diff = data, the L2Objective above, bit for bit)."""
+
+    def setup(self, bottom, top):
+        self.slot = _SLOTS[self.param_str]
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = 0.0  # the objective's value is never read
+
+    def backward(self, top, propagate_down, bottom):
+        blobs = [bottom[i] for i in range(len(bottom))]  # (the vector does not iterate)
+        self.slot["objective"].set_diffs([b.data for b in blobs], [b.diff for b in blobs])
 
 
 # Caffe's CPU max pooling is a single-threaded scalar loop (28% of a step). With numba
@@ -518,12 +545,15 @@ class CaffeNet:
 
     mean = MEAN_BGR
 
-    def __init__(self, prototxt, weights):
+    def __init__(self, prototxt, weights, mean=None):
         caffe.set_mode_cpu()
+        if mean is not None:
+            self.mean = np.asarray(mean, dtype=np.float32).reshape(3)  # BGR, another model's
         self.prototxt, self.weights = prototxt, weights
         self.netp = read_prototxt(prototxt)
         self.topology = _Topology(self.netp)
         self._nets = {}
+        self._slots = {}  # ends -> the _SLOTS entry of that cut net's ObjectiveLayer
         self._lock = threading.Lock()
 
     # --- Net protocol ---
@@ -534,25 +564,45 @@ class CaffeNet:
         return self.topology.min_input_size(end)
 
     def input_gradient(self, data, end):
-        """data (3,H,W) float32 BGR minus mean -> d(|end|^2/2)/d(data), (3,H,W) float32."""
+        """data (3,H,W) float32 BGR minus mean -> d(objective)/d(data), (3,H,W) float32.
+        end: an engine/objectives.py objective, or a blob name (its L2, |end|^2/2)."""
+        objective = objectives.as_objective(end, self.topology.names)
+        ends = tuple(objective.layers)
+        net, blob = self._net(ends)
+        self._load(net, blob, data)
+        n = len(net.layers)
+        self._slots[ends]["objective"] = objective
+        net._forward(0, n - 1)
+        net._backward(n - 1, 0)
+        return blob.diff[0].copy()
+
+    def features(self, data, end):
+        """data (3,H,W) float32 BGR minus mean -> blob `end`'s data, (C,h,w) float32."""
         net, blob = self._net(end)
+        self._load(net, blob, data)
+        net._forward(0, len(net.layers) - 1)
+        return net.blobs[end].data[0].copy()
+
+    # --- helpers ---
+    @staticmethod
+    def _load(net, blob, data):
         c, h, w = data.shape
         if blob.data.shape != (1, c, h, w):
             blob.reshape(1, c, h, w)
             net.reshape()
         blob.data[0] = data
-        n = len(net.layers)
-        net._forward(0, n - 1)
-        net._backward(n - 1, 0)
-        return blob.diff[0].copy()
 
-    # --- helpers ---
     def _net(self, end):
+        """(caffe.Net, its data blob) cut after blob `end` (or after each blob of a tuple)."""
+        end = (end,) if isinstance(end, str) else tuple(end)
         with self._lock:
             if end not in self._nets:
-                if end not in self.topology.names:
-                    raise KeyError(end)
-                netp = dream_netparameter(self.netp, end)
+                for name in end:
+                    if name not in self.topology.names:
+                        raise KeyError(name)
+                slot_key = "%x-%d" % (id(self), len(_SLOTS))
+                self._slots[end] = _SLOTS[slot_key] = {}
+                netp = dream_netparameter(self.netp, list(end), slot_key)
                 with tempfile.NamedTemporaryFile("w", suffix=".prototxt", prefix="ddctl-", delete=False) as f:
                     f.write(text_format.MessageToString(netp))
                 try:
@@ -563,8 +613,9 @@ class CaffeNet:
             return self._nets[end]
 
 
-def load_net(prototxt=None, weights=None):
-    """The image's Net: prototxt and weights default to $DDCTL_PROTOTXT and $DDCTL_WEIGHTS."""
+def load_net(prototxt=None, weights=None, mean=None):
+    """The image's Net: prototxt and weights default to $DDCTL_PROTOTXT and $DDCTL_WEIGHTS;
+    mean (B, G, R) to bvlc_googlenet's."""
     prototxt = prototxt or os.environ["DDCTL_PROTOTXT"]
     weights = weights or os.environ["DDCTL_WEIGHTS"]
-    return CaffeNet(prototxt, weights)
+    return CaffeNet(prototxt, weights, mean)

@@ -3,11 +3,13 @@
     [options] [--] SOURCE [LAYER] [ITERATIONS] [OCTAVES] [OCTAVE_SCALE]
     options: [--step-size F] [--jitter PX] [--seed N] [--save-steps] [--max-size PX]
     [--output-dir DIR] [--name STEM] [--progress auto|json|text] [--list-layers]
-    [--weights PATH] [--prototxt PATH] [--exit-with-stdin]
+    [--weights PATH] [--prototxt PATH] [--exit-with-stdin] [--mean B,G,R] [--guide PICTURE]
 
 Everything after `--` is a positional (ddctl always puts them there), so a LAYER such as
 `--output-dir=/x` is a layer name, never an option. Numbers are checked against
 engine/limits.py (ddctl checks the same table on the host).
+LAYER is a blob name or the objective grammar of engine/objectives.py (channels, several
+blobs with weights); --guide makes it the notebook's guided dream on that blob.
 
 Exit codes: 0 done, 2 refused input, 1 internal failure, 130 interrupted.
 Progress: one JSON object per line on stdout (default when stdout is not a terminal),
@@ -33,7 +35,7 @@ import urllib.request
 
 import numpy as np
 
-from engine import dream
+from engine import dream, objectives
 from engine.images import PictureError, load_rgb, save_png_new
 from engine.limits import LIMITS
 
@@ -52,6 +54,7 @@ DEFAULTS = dict(
 NOT_DREAMABLE = {'data', 'prob', 'loss3/classifier', 'pool5/7x7_s1', 'pool5/drop_7x7_s1'}
 URL_TIMEOUT = 30  # seconds
 URL_MAX_BYTES = 50 << 20  # 50 MiB
+GUIDE_MAX_SIZE = 512  # px, long side of a guide (the notebook kept its guide small)
 
 
 class Refused(Exception):
@@ -84,7 +87,8 @@ def build_parser():
         'layer',
         nargs='?',
         metavar='LAYER',
-        help='blob to amplify (default inception_4c/output; see --list-layers)',
+        help='blob to amplify (default inception_4c/output; see --list-layers), or an objective: '
+        'LAYER:CH[,CH...] for channels, LAYER*W+LAYER*W for several blobs',
         default=DEFAULTS['layer'],
     )
     p.add_argument(
@@ -134,6 +138,18 @@ def build_parser():
         default=os.environ.get('DDCTL_PROTOTXT') or DEFAULT_PROTOTXT,
         help='deploy.prototxt (default $DDCTL_PROTOTXT or %s)' % DEFAULT_PROTOTXT,
     )
+    p.add_argument(
+        '--mean',
+        default=None,
+        metavar='B,G,R',
+        help='the model\'s mean pixel, blue,green,red (default 104,116,122: bvlc_googlenet)',
+    )
+    p.add_argument(
+        '--guide',
+        default=None,
+        metavar='PICTURE',
+        help='guided dream: amplify what looks like this picture (file relative to --output-dir, or URL)',
+    )
     return p
 
 
@@ -155,6 +171,19 @@ def _number(text, what, name):
         else:
             rng = ('from %s to %s' if lo_ok else 'more than %s, at most %s') % (lo, hi)
         raise Refused('%s must be %s %s, got %r' % (what, noun, rng, text))
+    return v
+
+
+def _mean(text):
+    """'B,G,R' -> [b, g, r] floats from 0 to 255; Refused otherwise."""
+    try:
+        v = [float(x) for x in text.split(',')]
+    except ValueError:
+        v = []
+    if len(v) != 3 or not all(math.isfinite(x) and 0 <= x <= 255 for x in v):
+        raise Refused(
+            '--mean is three numbers from 0 to 255, blue,green,red (e.g. 104,117,123), got %r' % text
+        )
     return v
 
 
@@ -187,6 +216,8 @@ def parse_args(argv):
         a.seed = _number(a.seed, '--seed', 'seed')
     if a.max_size is not None:
         a.max_size = _number(a.max_size, '--max-size', 'max_size')
+    if a.mean is not None:
+        a.mean = _mean(a.mean)
     if a.name is not None and (
         not a.name.strip() or '/' in a.name or '\0' in a.name or a.name.strip() in ('.', '..')
     ):
@@ -246,8 +277,9 @@ class Events:
         kind = e['event']
         if kind == 'start':
             return (
-                'dreaming on %(source)s (%(width)dx%(height)d), layer %(layer)s: '
-                '%(octaves)d octaves x %(iterations)d iterations = %(steps_total)d steps' % e
+                'dreaming on %(source)s (%(width)dx%(height)d), layer %(layer)s%(guided)s: '
+                '%(octaves)d octaves x %(iterations)d iterations = %(steps_total)d steps'
+                % dict(e, guided=' guided by %s' % e['guide'] if e.get('guide') else '')
             )
         if kind == 'step':
             return 'step %3d/%d  octave %d  iteration %d  %dx%d  %.1fs' % (
@@ -375,19 +407,23 @@ def dreamable_layers(net):
 
 
 def check_layer(net, layer):
-    names = [layer.name for layer in dreamable_layers(net)]
-    if layer in names:
-        return
-    hint = ''
-    if re.match(r'^[0-9.]+$', layer):
-        hint = ' (LAYER comes before ITERATIONS)'
-    raise Refused(
-        'unknown layer %r%s: choose one of %s' % (layer, hint, ', '.join(names)), code='unknown_layer'
-    )
+    """LAYER (a blob name or an objective, engine/objectives.py) -> the Objective, or Refused:
+    bad grammar, a blob the net lacks, a channel out of range."""
+    layers = dreamable_layers(net)
+    try:
+        objective = objectives.parse(layer, [info.name for info in layers])
+        objectives.check(objective, layers)
+    except objectives.ObjectiveError as e:
+        raise Refused(str(e), code=e.code)
+    return objective
 
 
 def check_octaves(net, layer, h, w, octaves, scale):
-    need = max(int(net.min_input_size(layer) or 0), 1)  # 0: unknown, but never 0 pixels
+    """Refuse octave counts that shrink the picture below what `layer` needs; `layer` is a
+    blob name or a list of them (an objective's), the largest need counts."""
+    names = [layer] if isinstance(layer, str) else list(layer)
+    needs = [(max(int(net.min_input_size(n) or 0), 1), n) for n in names]  # 0: unknown, never 0 px
+    need, layer = max(needs)
 
     def fits(n):
         return min(dream.octave_shapes(h, w, n, scale)[-1]) >= need
@@ -406,6 +442,28 @@ def check_octaves(net, layer, h, w, octaves, scale):
         '(needs %d pixels on each side): use at most %d octaves' % (octaves, w, h, sw, sh, layer, need, best),
         code='too_many_octaves',
     )
+
+
+def guided(net, objective, guide, out_dir):
+    """The notebook's guided objective on the one blob of `objective`, for the picture
+    `guide` (a file relative to out_dir, or a URL)."""
+    if not objectives.plain_blob(objective):
+        raise Refused(
+            '--guide works on one whole layer, not on %s: give a single layer name' % objective.spec,
+            code='bad_objective',
+        )
+    blob = objective.layers[0]
+    try:
+        img, shown, _ = load_source(guide, out_dir, GUIDE_MAX_SIZE)
+    except PictureError as e:
+        raise Refused('guide: %s' % e)
+    need = max(int(net.min_input_size(blob) or 0), 1)
+    if min(img.shape[:2]) < need:
+        raise Refused(
+            'the guide %s is %dx%d; layer %s needs at least %d pixels on each side: use a bigger guide'
+            % (shown, img.shape[1], img.shape[0], blob, need)
+        )
+    return objectives.guide(net, img, blob)
 
 
 # -----------------------------------------------------------------------------
@@ -466,10 +524,12 @@ def _run(a, net_factory, events, written, state):
                 )
         return 0
 
+    if a.mean is not None:
+        net.mean = np.asarray(a.mean, dtype=np.float32)  # (3,) BGR of this model
     H, W = img.shape[:2]
-    check_layer(net, a.layer)
+    objective = check_layer(net, a.layer)
     try:
-        check_octaves(net, a.layer, H, W, a.octaves, a.octave_scale)
+        check_octaves(net, objective.layers, H, W, a.octaves, a.octave_scale)
     except Refused as e:
         if a.max_size and max(H, W) == a.max_size:  # the picture was shrunk to fit --max-size
             raise Refused(
@@ -478,8 +538,12 @@ def _run(a, net_factory, events, written, state):
                 code=e.code,
             )
         raise
+    guide_shown = None
+    if a.guide is not None:
+        objective = guided(net, objective, a.guide, out_dir)
+        guide_shown = a.guide
 
-    layer_stem = a.layer.replace('/', '-')
+    layer_stem = objectives.stem(a.layer) + ('-guided' if guide_shown else '')
     stem = _safe_stem(a.name) if a.name else stem
     final_stem = '%s-%s-i%d-o%d' % (stem, layer_stem, a.iterations, a.octaves)
     steps_dir = None
@@ -498,6 +562,7 @@ def _run(a, net_factory, events, written, state):
         iterations=a.iterations,
         steps_total=total,
         seed=seed,
+        **({'guide': guide_shown} if guide_shown else {}),
     )
     t0 = time.monotonic()
     count = [0]
@@ -527,7 +592,7 @@ def _run(a, net_factory, events, written, state):
         iter_n=a.iterations,
         octave_n=a.octaves,
         octave_scale=a.octave_scale,
-        end=a.layer,
+        end=objectives.plain_blob(objective) or objective,  # a blob name: the L2, as always
         step_size=a.step_size,
         jitter=a.jitter,
         rng=np.random.RandomState(seed),

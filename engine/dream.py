@@ -101,11 +101,12 @@ def octave_shapes(h, w, octave_n, octave_scale):
 
 
 def make_step(net, data, step_size=1.5, end='inception_4c/output', jitter=32, clip=True, rng=np.random):
-    """One gradient-ascent step on the L2 norm of blob `end`.
+    """One gradient-ascent step on the objective `end` (a blob name: the L2 norm of that
+    blob, as the notebook; or an engine/objectives.py objective, passed on to the net).
     data (3,H,W) float32 BGR minus mean -> new data (3,H,W) float32."""
     ox, oy = rng.randint(-jitter, jitter + 1, 2)  # drawn as the notebook does
     data = np.roll(np.roll(data, ox, -1), oy, -2)  # (3,H,W) jitter shift
-    g = net.input_gradient(data, end)  # (3,H,W) d|end|^2/2 / d data
+    g = net.input_gradient(data, end)  # (3,H,W) d objective / d data (L2: d|end|^2/2)
     gmean = np.abs(g).mean()
     if gmean > 0:  # the notebook would divide by zero (all units dead): no step instead
         data += step_size / gmean * g  # normalised ascent step

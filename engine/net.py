@@ -23,9 +23,16 @@ class LayerInfo(NamedTuple):
 class Net(Protocol):
     mean: np.ndarray  # (3,) float32, BGR, [104, 116, 122] for bvlc_googlenet
 
-    def input_gradient(self, data: np.ndarray, end: str) -> np.ndarray:
-        """data (3,H,W) float32 BGR mean-subtracted; forward to blob `end`, set its diff
-        to its data (the L2 objective), backward; return d(objective)/d(data), (3,H,W) float32."""
+    def input_gradient(self, data: np.ndarray, end) -> np.ndarray:
+        """data (3,H,W) float32 BGR mean-subtracted; forward to the objective's blobs, let
+        the objective set their diffs, backward; return d(objective)/d(data), (3,H,W) float32.
+
+        end: an engine/objectives.py objective (`.layers`, `.set_diffs(datas, diffs)`), or
+        a blob name, meaning the L2 objective on that blob (diff = data, the notebook's)."""
+
+    def features(self, data: np.ndarray, end: str) -> np.ndarray:
+        """data (3,H,W) float32 BGR mean-subtracted -> blob `end`'s data (C,h,w) float32
+        after a forward pass (the guide's features of a guided dream)."""
 
     def layers(self) -> list[LayerInfo]:
         """[LayerInfo(name, channels, stride)] blobs one can dream on, in net order."""

@@ -339,3 +339,22 @@ def test_weights_from_a_file(docker_client, dream_image, weights_server, file_co
         assert "is not bvlc_googlenet weights that Caffe can load" in log
     finally:
         remove_image(docker_client, tag)
+
+
+@pytest.mark.parametrize("jitter,seed", [(0, 0), (32, 7)])
+def test_objectives_on_caffe(docker_client, dream_image, jitter, seed):
+    """On Caffe: the guided dream equals the notebook's objective_guide; a blob name and its
+    parsed objective give the same gradient bits; channel and mixed objectives add up."""
+    code, out, err = run_in_image(
+        docker_client,
+        dream_image,
+        ["/src/tests/integration/in_image/check_objectives.py", str(jitter), str(seed)],
+        entrypoint=["python3"],
+        volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}},
+    )
+    assert code == 0, out + err
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["guided_max_diff"] == 0 and r["guided_changed"] > 0.5, r
+    assert r["plain_equal"], r
+    assert r["channel_rel_err"] < 1e-4 and 0 < r["channel_share"] < 0.5, r
+    assert r["mix_rel_err"] < 1e-4, r

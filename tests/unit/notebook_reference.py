@@ -45,6 +45,31 @@ def objective_L2(dst):
     dst.diff[:] = dst.data
 
 
+# guided dreaming: the notebook's guide cell and objective_guide
+guide_features = None
+
+
+def set_guide(net, guide, end):
+    global guide_features
+    # guide = np.float32(PIL.Image.open('flowers.jpg'))   (the caller loads the picture)
+    h, w = guide.shape[:2]
+    src, dst = net.blobs['data'], net.blobs[end]
+    src.reshape(1, 3, h, w)
+    src.data[0] = preprocess(net, guide)
+    net.forward(end=end)
+    guide_features = dst.data[0].copy()
+
+
+def objective_guide(dst):
+    x = dst.data[0].copy()
+    y = guide_features
+    ch = x.shape[0]
+    x = x.reshape(ch, -1)
+    y = y.reshape(ch, -1)
+    A = x.T.dot(y)  # compute the matrix of dot-products with guide features
+    dst.diff[0].reshape(ch, -1)[:] = y[:, A.argmax(1)]  # select ones that match best
+
+
 def make_step(net, step_size=1.5, end='inception_4c/output', jitter=32, clip=True, objective=objective_L2):
     '''Basic gradient ascent step.'''
 

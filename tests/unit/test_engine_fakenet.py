@@ -10,6 +10,7 @@ so the blobs have strides 2, 4, 8 like a tiny GoogLeNet stem.
 
 import numpy as np
 
+from engine import objectives
 from engine.net import LayerInfo
 
 MEAN = np.float32([104.0, 116.0, 122.0])  # (3,) BGR
@@ -84,6 +85,8 @@ class FakeNet:
         k = self.NAMES.index(start)
         dy = self.blobs[start].diff[0]
         for j in range(k, -1, -1):
+            if j < k and self.blobs[self.NAMES[j]].diff.any():  # an objective on several blobs
+                dy = dy + self.blobs[self.NAMES[j]].diff[0]
             x = self.blobs[self.NAMES[j - 1]].data[0] if j else self.blobs['data'].data[0]
             dy = _down_backward(x, self.blobs[self.NAMES[j]].data[0], dy, self.params[j][0])
         self.blobs['data'].diff[0] = dy
@@ -91,13 +94,23 @@ class FakeNet:
     # --- engine.net.Net face ---------------------------------------------
     def input_gradient(self, data, end):
         self.calls += 1
+        objective = objectives.as_objective(end, self.NAMES)  # a blob name: its L2
+        last = max(objective.layers, key=self.NAMES.index)
+        src = self.blobs['data']
+        src.reshape(1, *data.shape)
+        src.data[0] = data
+        self.forward(end=last)
+        blobs = [self.blobs[name] for name in objective.layers]
+        objective.set_diffs([b.data for b in blobs], [b.diff for b in blobs])
+        self.backward(start=last)
+        return src.diff[0].copy()
+
+    def features(self, data, end):
         src = self.blobs['data']
         src.reshape(1, *data.shape)
         src.data[0] = data
         self.forward(end=end)
-        self.blobs[end].diff[:] = self.blobs[end].data  # L2 objective
-        self.backward(start=end)
-        return src.diff[0].copy()
+        return self.blobs[end].data[0].copy()
 
     def layers(self):
         rows = [LayerInfo(n, c, 2 ** (i + 1)) for i, (n, c) in enumerate(zip(self.NAMES, self.CHANNELS))]
