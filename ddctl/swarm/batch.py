@@ -34,12 +34,22 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from docker.errors import APIError, NotFound
-from docker.types import ContainerSpec, EndpointSpec, Mount, Resources, RestartPolicy, ServiceMode, TaskTemplate
+from docker.types import (
+    ContainerSpec,
+    EndpointSpec,
+    Mount,
+    Resources,
+    RestartPolicy,
+    ServiceMode,
+    TaskTemplate,
+)
 
-from ddctl.build import extra_labels
+from ddctl.containers import extra_labels
 from ddctl.errors import DdctlError, Interrupted, UsageError
 from ddctl.fetch import get_picture, is_url
-from ddctl.run import DreamOptions, engine_command, extract_new_files, prepare_output_dir
+from ddctl.run.archive import extract_new_files
+from ddctl.run.naming import prepare_output_dir
+from ddctl.run.options import DreamOptions, engine_command
 from ddctl.swarm import registry
 
 BATCH_LABEL = "io.ddctl.swarm.batch"
@@ -103,7 +113,9 @@ def expand_sources(sources: list[str]) -> list[str]:
             out.append(s)
             continue
         names = sorted(
-            n for n in os.listdir(s) if not n.startswith(".") and os.path.splitext(n)[1].lower() in PICTURE_EXT
+            n
+            for n in os.listdir(s)
+            if not n.startswith(".") and os.path.splitext(n)[1].lower() in PICTURE_EXT
         )
         out += [os.path.join(s, n) for n in names]
     if not out:
@@ -235,6 +247,8 @@ class SwarmBatch:
         self.xchg_container = None
         self.seen_tasks: set[str] = set()
         self.idle_since: dict[str, float] = {}
+        self.avoid: list[str] = []
+        self.concurrency = 1
 
     def say(self, text: str) -> None:
         self.emit(SwarmEvent("say", {"text": text}))
@@ -282,6 +296,18 @@ class SwarmBatch:
             try:
                 registry.ensure_registry(self.client, node_id, self.say, self.labels_registry())
                 registry.wait_registry(self.client)
+                others = {
+                    n["ID"]: n["Description"]["Hostname"]
+                    for n in nodes
+                    if n["ID"] != node_id and n["Status"]["State"] == "ready"
+                }
+                missing = registry.wait_relays(self.client, others)
+                if missing:
+                    self.say(
+                        f"not using {', '.join(missing)}: no {registry.REGISTRY_IMAGE} there "
+                        f"(load it there once; see `ddctl swarm setup`)"
+                    )
+                self.avoid = [nid for nid, host in others.items() if host in missing]
                 self.say("pushing the dream image to the swarm's registry")
                 ref = registry.push(self.client, img, self.say)
                 self._start_exchange(img.id, node_id)
@@ -386,8 +412,11 @@ class SwarmBatch:
                 cap_drop=["ALL"],
                 labels=self.labels,
             ),
-            restart_policy=RestartPolicy(condition="on-failure", delay=1_000_000_000, max_attempts=MAX_ATTEMPTS),
+            restart_policy=RestartPolicy(
+                condition="on-failure", delay=1_000_000_000, max_attempts=MAX_ATTEMPTS
+            ),
             resources=res,
+            placement={"Constraints": [f"node.id!={nid}" for nid in self.avoid]},
         )
         conc = min(self.concurrency, len(pids))
         self.client.api.create_service(
@@ -485,14 +514,18 @@ class SwarmBatch:
                 t
                 for t in tasks
                 if t["Status"]["State"] in LIVE
-                and (not t.get("NodeID") or nodes.get(t["NodeID"], {}).get("Status", {}).get("State") == "ready")
+                and (
+                    not t.get("NodeID")
+                    or nodes.get(t["NodeID"], {}).get("Status", {}).get("State") == "ready"
+                )
             ]
             if alive:
                 self.idle_since.pop(it.pid, None)
                 continue
             since = self.idle_since.setdefault(it.pid, now)
             lost = any(
-                t["Status"]["State"] in LIVE and nodes.get(t.get("NodeID") or "", {}).get("Status", {}).get("State") != "ready"
+                t["Status"]["State"] in LIVE
+                and nodes.get(t.get("NodeID") or "", {}).get("Status", {}).get("State") != "ready"
                 for t in tasks
             )
             if not lost and now - since < 5:

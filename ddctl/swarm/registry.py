@@ -22,7 +22,7 @@ import tarfile
 import time
 from typing import Callable
 
-from docker.errors import APIError, ImageNotFound, NotFound
+from docker.errors import ImageNotFound, NotFound
 from docker.types import EndpointSpec, Mount, Resources, RestartPolicy, ServiceMode, TaskTemplate
 
 from ddctl import __version__
@@ -109,7 +109,15 @@ def ensure_registry(client, node_id: str, say: Say, labels: dict | None = None) 
         labels=labels,
         networks=[REGISTRY_NETWORK],
         endpoint_spec=EndpointSpec(
-            mode="dnsrr", ports=[{"Protocol": "tcp", "PublishedPort": REGISTRY_PORT, "TargetPort": REGISTRY_PORT, "PublishMode": "host"}]
+            mode="dnsrr",
+            ports=[
+                {
+                    "Protocol": "tcp",
+                    "PublishedPort": REGISTRY_PORT,
+                    "TargetPort": REGISTRY_PORT,
+                    "PublishMode": "host",
+                }
+            ],
         ),
     )
     if _service(client, REGISTRY_SERVICE) is None:
@@ -181,19 +189,29 @@ def push(client, image, say: Say, timeout: float = 600) -> str:
         error = None
         time.sleep(1)
     if error or not digest:
-        raise DdctlError(f"Pushing the dream image to the swarm registry failed: {' '.join((error or 'no digest').split())}")
+        raise DdctlError(
+            f"Pushing the dream image to the swarm registry failed: {' '.join((error or 'no digest').split())}"
+        )
     return f"{repo}@{digest}"
 
 
-def nodes_missing_image(client, node_ids) -> list[str]:
-    """Hostnames of ready nodes whose relay task failed for lack of the registry image."""
-    missing = []
-    try:
-        tasks = client.api.tasks(filters={"service": RELAY_SERVICE})
-    except APIError:
-        return missing
-    for t in tasks:
-        err = t["Status"].get("Err") or ""
-        if "No such image" in err and t.get("NodeID") in node_ids:
-            missing.append(node_ids[t["NodeID"]])
-    return sorted(set(missing))
+def wait_relays(client, others: dict, timeout: float = 60) -> list[str]:
+    """Wait until every other ready node (`others`: {node id: hostname}) runs its relay;
+    return the hostnames of those that cannot (they lack the registry image)."""
+    end = time.monotonic() + timeout
+    missing: set[str] = set()
+    while time.monotonic() < end:
+        running, missing = set(), set()
+        for t in client.api.tasks(filters={"service": RELAY_SERVICE}):
+            nid = t.get("NodeID")
+            if nid not in others:
+                continue
+            if t["Status"]["State"] == "running" and t.get("DesiredState") == "running":
+                running.add(nid)
+            elif "No such image" in (t["Status"].get("Err") or ""):
+                missing.add(nid)
+        missing -= running
+        if len(running | missing) >= len(others):
+            break
+        time.sleep(0.5)
+    return sorted(others[n] for n in missing)

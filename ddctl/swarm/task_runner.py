@@ -22,7 +22,8 @@ import urllib.request
 from urllib.parse import quote
 
 WORK = os.environ.get("DDCTL_WORK", "/tmp/ddctl-task")
-ENGINE = [sys.executable, "-m", "engine"]
+ENGINE = [sys.executable, "-I", "-B", "-m", "engine"]  # the image's own entry point
+ENGINE_DIR = "/opt/ddctl"
 
 
 def say(**fields):
@@ -77,7 +78,12 @@ def main():
     args = [src if a == "{input}" else a.replace("{output}", out) for a in meta["args"]]
     say(pid=pid, node=node, slot=slot)
     started = time.monotonic()
-    proc = subprocess.Popen(ENGINE + args, cwd=WORK, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        ENGINE + args,
+        cwd=ENGINE_DIR if os.path.isdir(ENGINE_DIR) else WORK,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     done = error = start = None
     for raw in proc.stdout:
         line = raw.decode("utf-8", "replace").rstrip("\n")

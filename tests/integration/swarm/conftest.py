@@ -37,3 +37,17 @@ def swarm(docker_client):
     with Swarm() as s:
         yield s
     assert not s.leftovers(), f"the swarm harness left {s.leftovers()}"
+
+
+@pytest.fixture(scope="session")
+def swarm_with_images(swarm, docker_client, dream_image):
+    """The swarm, its manager holding the dream image (as after `ddctl build` there) and every
+    node the registry image (ddctl builds it on the manager; the nodes here have no route out,
+    so it is built on the main daemon and loaded once per node, the one-time provisioning).
+    The dream image reaches the workers through ddctl's registry service, never loaded here."""
+    from ddctl.swarm.registry import REGISTRY_IMAGE, ensure_registry_image
+
+    ensure_registry_image(docker_client, lambda text: None, labels={"io.ddctl.test": "swarm"})
+    swarm.load_image(docker_client, REGISTRY_IMAGE)
+    swarm.load_image(docker_client, dream_image, [swarm.manager])
+    return swarm

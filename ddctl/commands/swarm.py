@@ -1,0 +1,224 @@
+"""`ddctl swarm`: dream a batch of pictures across a Docker Swarm (rendering only; the work
+is ddctl/swarm/). DOCKER_HOST or the docker context must point at a swarm manager."""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from ddctl.commands.common import connect, seconds
+from ddctl.errors import DdctlError
+from ddctl.image import DEFAULT_TAG
+from ddctl.run.naming import DEFAULT_OUTPUT
+from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, DreamOptions
+from ddctl.swarm import registry
+from ddctl.swarm.batch import SwarmBatch, SwarmOptions, batch_leftovers, remove_batch
+
+
+def _number(kind, minimum):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+        if value < minimum or value != value:
+            raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        return value
+
+    return parse
+
+
+def _memory(text):
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower().rstrip("b")
+    try:
+        n = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 4g, 512m)")
+    if n < 64 * 1024**2:
+        raise argparse.ArgumentTypeError(f"{text!r} is too little memory for a dream (64m at least)")
+    return int(n)
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "swarm",
+        help="dream a batch of pictures across a Docker Swarm",
+        description="Batches across a Docker Swarm. DOCKER_HOST (or the docker context) must "
+        "point at a swarm manager; everything goes through its Engine API.",
+    )
+    verbs = p.add_subparsers(dest="swarm_command", metavar="VERB")
+    r = verbs.add_parser(
+        "run",
+        help="dream on pictures (files, folders, URLs) across the swarm's nodes",
+        description="Dream on every picture given (files, folders of pictures, http(s) URLs) "
+        "across the swarm: one task per picture, results written here as they finish, with "
+        "manifest.jsonl saying which node dreamed each.",
+    )
+    r.add_argument("sources", metavar="SOURCE", nargs="+", help="picture files, folders or http(s) URLs")
+    r.add_argument("--layer", default=ENGINE_DEFAULTS["layer"], help="layer to amplify")
+    r.add_argument("--iterations", type=_number(int, 1), default=ENGINE_DEFAULTS["iterations"], metavar="N")
+    r.add_argument("--octaves", type=_number(int, 1), default=ENGINE_DEFAULTS["octaves"], metavar="N")
+    r.add_argument(
+        "--octave-scale", type=_number(float, 1.01), default=ENGINE_DEFAULTS["octave_scale"], metavar="F"
+    )
+    r.add_argument("--step-size", type=_number(float, 0.0001), metavar="F")
+    r.add_argument("--jitter", type=_number(int, 0), metavar="PX")
+    r.add_argument("--seed", type=int, metavar="N")
+    r.add_argument("--max-size", type=_number(int, 0), default=DEFAULT_MAX_SIZE, metavar="PX")
+    r.add_argument("-o", "--output-dir", default=DEFAULT_OUTPUT, metavar="DIR")
+    r.add_argument("--image", default=DEFAULT_TAG, metavar="TAG", help="the dream image on the manager")
+    r.add_argument(
+        "--cpus", type=_number(float, 0.05), default=1.0, metavar="F", help="CPU limit per task (default 1)"
+    )
+    r.add_argument(
+        "--memory",
+        type=_memory,
+        default=4 * 1024**3,
+        metavar="SIZE",
+        help="memory limit per task (default 4g)",
+    )
+    r.add_argument(
+        "--concurrency",
+        type=_number(int, 1),
+        metavar="N",
+        help="tasks at a time (default: the ready nodes' CPUs divided by --cpus)",
+    )
+    r.set_defaults(func=run_batch)
+    s = verbs.add_parser(
+        "setup", help="start the swarm's registry (done on first use too) and check the nodes"
+    )
+    s.set_defaults(func=setup)
+    c = verbs.add_parser("clean", help="remove what killed batches left; --registry also the registry")
+    c.add_argument("--registry", action="store_true", help="also remove the registry services and network")
+    c.set_defaults(func=clean)
+    p.set_defaults(func=lambda args, ui: (p.print_help(), 2)[1])
+    return p
+
+
+class BatchView:
+    """One bar: pictures done/total, nodes busy, ETA; one line per finished picture."""
+
+    def __init__(self, ui):
+        self.ui = ui
+        self.live = ui.err.is_terminal
+        self.progress = None
+        self.task = None
+        self.last = None
+
+    def say(self, text):
+        self.ui.err.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def close(self):
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+    def __call__(self, ev):
+        d = ev.data
+        if ev.kind == "say":
+            self.say(d["text"])
+        elif ev.kind == "round":
+            what = "dreaming" if d["round"] == 0 else "running again (lost with their node)"
+            self.say(f"{what}: {d['pictures']} pictures, {d['concurrency']} at a time")
+        elif ev.kind == "item":
+            it = d["item"]
+            if it.status == "done":
+                self.say(f"done: {it.source} -> {it.output} (on {it.node}, {it.seconds} s)")
+            else:
+                self.say(f"failed: {it.source}: {it.error}")
+        elif ev.kind == "progress":
+            busy = ", ".join(f"{h} {n}" for h, n in sorted(d["busy"].items())) or "none"
+            info = f"nodes busy: {busy}  ETA {seconds(d['eta'])}"
+            if self.live:
+                if self.progress is None:
+                    self.progress = Progress(
+                        TextColumn("[bold]pictures"),
+                        BarColumn(bar_width=30),
+                        MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"),
+                        console=self.ui.err,
+                        transient=True,
+                    )
+                    self.progress.start()
+                    self.task = self.progress.add_task("", total=d["total"], info="")
+                self.progress.update(self.task, completed=d["done"], info=info)
+            elif (d["done"], d["busy"]) != self.last:
+                self.last = (d["done"], d["busy"])
+                self.say(f"pictures {d['done']}/{d['total']}  {info}")
+
+
+def run_batch(args, ui):
+    _ep, client = connect(timeout=600)
+    opts = DreamOptions(
+        layer=args.layer,
+        iterations=args.iterations,
+        octaves=args.octaves,
+        octave_scale=args.octave_scale,
+        step_size=args.step_size,
+        jitter=args.jitter,
+        seed=args.seed,
+        max_size=args.max_size or None,
+    )
+    sopts = SwarmOptions(concurrency=args.concurrency, cpus=args.cpus, memory=args.memory)
+    view = BatchView(ui)
+    batch = SwarmBatch(client, opts, args.output_dir, args.image, sopts, on_event=view)
+    try:
+        result = batch.run(args.sources)
+    finally:
+        view.close()
+    ok = len(result.items) - len(result.failed)
+    where = ", ".join(f"{h} {n}" for h, n in sorted(result.nodes.items())) or "no node"
+    view.say(
+        f"{ok}/{len(result.items)} pictures in {seconds(result.seconds)} ({where}); manifest {result.manifest}"
+    )
+    for it in result.items:
+        if it.status == "done":
+            ui.out.print(it.output, markup=False, highlight=False, soft_wrap=True)
+    return 0 if not result.failed else 1
+
+
+def setup(args, ui):
+    _ep, client = connect(timeout=600)
+    batch = SwarmBatch(client)
+    node_id, nodes = batch.manager_node()
+    say = lambda text: ui.err.print(text, markup=False, highlight=False)  # noqa: E731
+    registry.ensure_registry(client, node_id, say)
+    registry.wait_registry(client)
+    others = {
+        n["ID"]: n["Description"]["Hostname"]
+        for n in nodes
+        if n["ID"] != node_id and n["Status"]["State"] == "ready"
+    }
+    missing = registry.wait_relays(client, others)
+    ui.out.print(
+        f"registry: {registry.REGISTRY_SERVICE} on this manager, relays on {len(nodes) - 1} other nodes"
+    )
+    if missing:
+        raise DdctlError(
+            f"These nodes lack the image {registry.REGISTRY_IMAGE}, which cannot come from the registry "
+            f"it starts: {', '.join(missing)}. Load it there once (`docker save {registry.REGISTRY_IMAGE}` "
+            f"here, `docker load` there)."
+        )
+    return 0
+
+
+def clean(args, ui):
+    _ep, client = connect(timeout=120)
+    removed = remove_batch(client)
+    if args.registry:
+        for name in (registry.RELAY_SERVICE, registry.REGISTRY_SERVICE):
+            try:
+                client.api.remove_service(name)
+                removed.append(f"service {name}")
+            except Exception:
+                pass
+    left = batch_leftovers(client)
+    for r in removed:
+        ui.out.print(f"removed {r}", markup=False)
+    if left:
+        raise DdctlError(f"Still there: {left}")
+    if not removed:
+        ui.out.print("nothing to remove")
+    return 0

@@ -1,0 +1,111 @@
+"""`ddctl swarm run` on a real 3-node swarm (tests/integration/swarm/swarm_harness.py).
+
+Tiny pictures, 1 iteration, 1 octave, untrained weights: the point is the distribution.
+The test that stops a worker's dockerd runs last (the node stays down).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+FAST = ["--iterations", "1", "--octaves", "1", "--max-size", "96", "--cpus", "0.5", "--memory", "1g"]
+
+
+def pictures(folder, n, size=(80, 60)):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.new("RGB", size, ((i * 20) % 256, 100, 200 - i)).save(folder / f"pic{i:02d}.png")
+    return folder
+
+
+def ddctl(swarm, *args, **popen):
+    env = dict(os.environ, DOCKER_HOST=swarm.manager.host, PYTHONPATH=REPO)
+    env.pop("DOCKER_CONTEXT", None)
+    cmd = [sys.executable, "-m", "ddctl", "swarm", "run", *args]
+    if popen:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def manifest(out):
+    with open(out / "manifest.jsonl") as f:
+        return [json.loads(line) for line in f]
+
+
+def batch_things(swarm):
+    c = swarm.manager.client
+    f = {"label": "io.ddctl.swarm.batch"}
+    return c.api.services(filters=f) + c.api.networks(filters=f) + (c.api.volumes(filters=f)["Volumes"] or [])
+
+
+def test_twelve_pictures_come_back_whole_from_several_nodes(swarm_with_images, tmp_path):
+    src = pictures(tmp_path / "in", 12)
+    out = tmp_path / "out"
+    r = ddctl(
+        swarm_with_images, str(src), "-o", str(out), "--image", os.environ.get("DDCTL_TEST_IMAGE"), *FAST
+    )
+    assert r.returncode == 0, r.stderr
+    rows = manifest(out)
+    assert len(rows) == 12
+    assert sorted(os.path.basename(x["source"]) for x in rows) == [f"pic{i:02d}.png" for i in range(12)]
+    assert {x["status"] for x in rows} == {"done"}
+    for x in rows:
+        with Image.open(out / x["output"]) as im:
+            im.load()
+            assert im.size == (80, 60)
+        assert isinstance(x["seed"], int)
+    assert len({x["node"] for x in rows}) >= 2, rows
+    assert len(r.stdout.split()) == 12
+    assert batch_things(swarm_with_images) == []
+
+
+def test_a_broken_picture_is_reported_and_the_rest_complete(swarm_with_images, tmp_path):
+    src = pictures(tmp_path / "in", 3)
+    (src / "broken.png").write_bytes((src / "pic00.png").read_bytes()[:40])
+    out = tmp_path / "out"
+    r = ddctl(
+        swarm_with_images, str(src), "-o", str(out), "--image", os.environ.get("DDCTL_TEST_IMAGE"), *FAST
+    )
+    assert r.returncode == 1
+    rows = {os.path.basename(x["source"]): x for x in manifest(out)}
+    assert rows["broken.png"]["status"] == "failed" and rows["broken.png"]["error"]
+    assert "broken.png" in r.stderr
+    assert [rows[f"pic{i:02d}.png"]["status"] for i in range(3)] == ["done"] * 3
+    assert "Traceback" not in r.stderr
+    assert batch_things(swarm_with_images) == []
+
+
+def test_a_worker_stopped_mid_batch_and_every_picture_once(swarm_with_images, tmp_path):
+    s = swarm_with_images
+    src = pictures(tmp_path / "in", 12)
+    out = tmp_path / "out"
+    proc = ddctl(
+        s, str(src), "-o", str(out), "--image", os.environ.get("DDCTL_TEST_IMAGE"), *FAST, popen=True
+    )
+    victim = s.nodes[2]
+    victim_id = victim.client.info()["Swarm"]["NodeID"]
+    stopped = threading.Event()
+    # Stop node3's dockerd as soon as it runs a task of the batch.
+    end = time.monotonic() + 600
+    while time.monotonic() < end and proc.poll() is None:
+        tasks = s.manager.client.api.tasks(filters={"node": victim_id, "desired-state": "running"})
+        if any(t["Status"]["State"] == "running" and "ddctl-dream" in str(t) for t in tasks):
+            victim.stop()
+            stopped.set()
+            break
+        time.sleep(0.2)
+    stdout, stderr = proc.communicate(timeout=900)
+    assert stopped.is_set(), "node3 never ran a task: " + stderr
+    assert proc.returncode == 0, stderr
+    rows = manifest(out)
+    assert sorted(os.path.basename(x["source"]) for x in rows) == [f"pic{i:02d}.png" for i in range(12)]
+    assert {x["status"] for x in rows} == {"done"}
+    pngs = [p for p in os.listdir(out) if p.endswith(".png")]
+    assert len(pngs) == 12, pngs
+    assert batch_things(s) == []
