@@ -10,10 +10,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from ddctl.commands.common import connect, seconds
 from ddctl.errors import DdctlError
 from ddctl.image import DEFAULT_TAG
-from ddctl.run.naming import DEFAULT_OUTPUT
+from ddctl.run.naming import DEFAULT_OUTPUT, prepare_output_dir
 from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, DreamOptions
 from ddctl.swarm import registry
-from ddctl.swarm.batch import SwarmBatch, SwarmOptions, batch_leftovers, remove_batch
+from ddctl.swarm.batch import SwarmBatch, SwarmOptions, batch_leftovers, expand_sources, remove_batch
 
 
 def _number(kind, minimum):
@@ -150,6 +150,8 @@ class BatchView:
 
 
 def run_batch(args, ui):
+    sources = expand_sources(args.sources)  # bad input is told before Docker is asked
+    prepare_output_dir(args.output_dir)
     _ep, client = connect(timeout=600)
     opts = DreamOptions(
         layer=args.layer,
@@ -165,7 +167,7 @@ def run_batch(args, ui):
     view = BatchView(ui)
     batch = SwarmBatch(client, opts, args.output_dir, args.image, sopts, on_event=view)
     try:
-        result = batch.run(args.sources)
+        result = batch.run(sources)
     finally:
         view.close()
     ok = len(result.items) - len(result.failed)

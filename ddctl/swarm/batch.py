@@ -274,6 +274,7 @@ class SwarmBatch:
 
     def run(self, sources: list[str]) -> BatchResult:
         started = time.monotonic()
+        sources = expand_sources(sources)
         outdir = prepare_output_dir(self.output_dir)
         node_id, nodes = self.manager_node()
         try:
@@ -284,7 +285,7 @@ class SwarmBatch:
                 f"(`ddctl build` with DOCKER_HOST pointing at the manager)."
             )
         with tempfile.TemporaryDirectory(prefix="ddctl-swarm-") as tmp:
-            self._fetch(expand_sources(sources), tmp)
+            self._fetch(sources, tmp)
             todo = [i for i in self.items.values() if i.status == "pending"]
             manifest = os.path.join(outdir, "manifest.jsonl")
             for it in self.items.values():
