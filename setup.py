@@ -38,6 +38,10 @@ setup(
             "pytest>=7",
             "numpy",  # the engine's numpy code is unit-tested on the host
             "scipy",  # the notebook transcription in tests uses scipy.ndimage.zoom for real
+            # tests/lint.sh, pinned so that a new release never fails a clean clone by itself
+            "ruff==0.17.6",
+            "mypy==1.18.2",  # mypy 2 can no longer check for Python 3.9 (the image's, and the floor)
+            "types-requests",
         ],
     },
     entry_points={"console_scripts": ["ddctl = ddctl.cli:main"]},

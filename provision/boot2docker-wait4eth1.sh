@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # ddctl: wait for eth1 before boot2docker makes its TLS certificates.
 #
 # /var/lib/boot2docker/profile is sourced by the VM's docker init script just before it
