@@ -77,7 +77,7 @@ class StreamParser:
         self.step = 0
         self.steps_total = 0
         self.step_text = ""
-        self.tail = collections.deque(maxlen=tail)
+        self.tail: collections.deque[str] = collections.deque(maxlen=tail)
         self.image_id = None
         self.error = None
         self.weights_failure = None
@@ -88,7 +88,7 @@ class StreamParser:
 
     def feed(self, chunk):
         """A list of BuildEvents for one decoded chunk."""
-        events = []
+        events: list[BuildEvent] = []
         if not isinstance(chunk, dict):
             return events
         if "stream" in chunk:

@@ -104,7 +104,9 @@ def build_context_tar(root=None, weights_path=None):
 
 def dockerfile_bases(root):
     """The images the Dockerfile starts FROM (build stages excluded, ARG defaults applied)."""
-    args, stages, bases = {}, set(), []
+    args: dict[str, str] = {}
+    stages: set[str] = set()
+    bases: list[str] = []
     with open(os.path.join(root, "Dockerfile")) as f:
         text = f.read().replace("\\\n", " ")
     for line in text.splitlines():

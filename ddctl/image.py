@@ -67,7 +67,7 @@ def weights_buildargs(
         return {"WEIGHTS": UNTRAINED}, None
     if weights == "download":
         args = {"WEIGHTS": "download"}
-        if weights_url:
+        if weights_url and weights_sha1:  # they go together (checked above)
             args.update(WEIGHTS_URL=weights_url, WEIGHTS_SHA1=weights_sha1.lower())
             if weights_sha1.lower() != BVLC_GOOGLENET_SHA1:
                 args["WEIGHTS_NAME"] = CUSTOM

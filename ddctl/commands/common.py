@@ -6,6 +6,7 @@ Command modules import this one, never each other.
 
 import argparse
 import time
+from typing import Optional
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -93,7 +94,7 @@ class BuildView:
     def __init__(self, ui):
         self.ui = ui
         self.live = ui.err.is_terminal
-        self.progress = None
+        self.progress: Optional[Progress] = None
         self.task = None
         self.dl_task = None
         self._last_dl = 0.0
@@ -117,32 +118,33 @@ class BuildView:
             self.progress.stop()
 
     def __call__(self, ev):
+        progress = self.progress  # set (by __enter__) exactly when the screen is live
         if ev.kind == "step":
             line = f"step {ev.step}/{ev.steps_total}: {one_line(ev.text, 100)}"
-            if self.live:
+            if progress is not None:
                 if self.task is None:
-                    self.task = self.progress.add_task(ev.text, total=ev.steps_total, step="")
-                self.progress.update(
+                    self.task = progress.add_task(ev.text, total=ev.steps_total, step="")
+                progress.update(
                     self.task,
                     completed=ev.step - 1,
                     total=ev.steps_total,
                     step=f"{ev.step}/{ev.steps_total}",
                     description=one_line(ev.text, 60),
                 )
-                self.progress.console.print(f"[dim]{line}[/]", markup=True, highlight=False, soft_wrap=True)
+                progress.console.print(f"[dim]{line}[/]", markup=True, highlight=False, soft_wrap=True)
             else:
                 self.ui.err.print(line, markup=False, highlight=False, soft_wrap=True)
-        elif ev.kind == "log" and self.live and self.task is not None:
-            self.progress.update(self.task, description=one_line(ev.text, 60))
+        elif ev.kind == "log" and progress is not None and self.task is not None:
+            progress.update(self.task, description=one_line(ev.text, 60))
         elif ev.kind == "download":
-            if self.live:
+            if progress is not None:
                 if self.dl_task is None:
-                    self.dl_task = self.progress.add_task(
+                    self.dl_task = progress.add_task(
                         f"downloading {ev.text}",
                         total=ev.total,
                         step="",
                     )
-                self.progress.update(
+                progress.update(
                     self.dl_task,
                     completed=ev.current,
                     total=ev.total,
@@ -155,8 +157,8 @@ class BuildView:
                 )
         elif ev.kind == "pull":
             self.ui.err.print(ev.text, markup=False, highlight=False, soft_wrap=True)
-        elif ev.kind == "done" and self.live and self.task is not None:
-            self.progress.update(self.task, completed=ev.steps_total)
+        elif ev.kind == "done" and progress is not None and self.task is not None:
+            progress.update(self.task, completed=ev.steps_total)
 
 
 def _bytes(current, total):
@@ -164,7 +166,7 @@ def _bytes(current, total):
 
 
 def build_with_view(
-    ui, client, tag: str, weights: WeightsChoice = None, nocache: bool = False
+    ui, client, tag: str, weights: Optional[WeightsChoice] = None, nocache: bool = False
 ) -> BuildSummary:
     """Build `tag` with live progress on stderr; weights from image.weights_buildargs()
     (checked by the caller before Docker was asked)."""

@@ -13,6 +13,7 @@ import shutil
 import socket
 import ssl
 import stat
+from typing import Optional
 from urllib.parse import urlsplit
 
 import docker
@@ -113,7 +114,7 @@ def well_known_sockets(env):
     uid = os.getuid()
     run = env.get("XDG_RUNTIME_DIR") or f"/run/user/{uid}"
     colima_home = env.get("COLIMA_HOME") or os.path.join(home, ".colima")
-    out = [
+    out: list[tuple[str, str, Optional[str]]] = [
         ("Docker Desktop", os.path.join(home, ".docker/run/docker.sock"), "desktop-linux"),
         ("Docker Desktop", os.path.join(home, ".docker/desktop/docker.sock"), "desktop-linux"),
     ]
@@ -476,6 +477,8 @@ def check_server_cert(ctx):
                 der = s.getpeercert(binary_form=True)
     except (OSError, ssl.SSLError) as exc:
         return fail("server-cert", f"no TLS handshake with {host}:{port}: {exc}")
+    if not der:
+        return fail("server-cert", f"{host}:{port} sent no certificate in the TLS handshake")
     from cryptography import x509
 
     cert = x509.load_der_x509_certificate(der)

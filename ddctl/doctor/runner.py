@@ -9,6 +9,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import docker
+
+from ddctl.client import Endpoint
 from ddctl.doctor.result import FAIL, OK, SKIPPED, WARN, CheckResult
 
 
@@ -17,10 +20,10 @@ class Context:
     """What the checks learn and share (one doctor run)."""
 
     env: dict = field(default_factory=lambda: dict(os.environ))
-    endpoint: object = None  # ddctl.client.Endpoint, once resolved
+    endpoint: Optional[Endpoint] = None  # once resolved
     tls: Optional[dict] = None  # {"ca", "cert", "key", "verify", "dir"} when TLS is on
     found: list = field(default_factory=list)  # live sockets of other engines
-    client: object = None  # docker.DockerClient once the daemon answered
+    client: Optional[docker.DockerClient] = None  # once the daemon answered
     version: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     engine: str = ""  # Docker Desktop, Podman, rootless Docker, boot2docker, ...
@@ -48,7 +51,8 @@ class Check:
 
 def run_checks(checks, ctx):
     """Run `checks` (a sequence of Check) in order; return the list of CheckResult."""
-    results, blocked = [], {}
+    results: list = []
+    blocked: dict = {}
     for check in checks:
         why = next(
             (f"needs {check_title(checks, r)}, which {blocked[r]}" for r in check.requires if r in blocked),

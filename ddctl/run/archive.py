@@ -37,7 +37,7 @@ def extract_new_files(tar_fileobj, directory: str) -> dict:
     """
     written = {}
     with tarfile.open(fileobj=tar_fileobj, mode="r|*") as tar:
-        members = []
+        members: list[tuple[list[str], Optional[bytes]]] = []  # None: a folder
         # The archive of /images has the folder itself as its first component.
         for m in tar:
             parts = [p for p in m.name.split("/") if p not in ("", ".")]
@@ -45,8 +45,8 @@ def extract_new_files(tar_fileobj, directory: str) -> dict:
                 continue
             rel = parts[1:]
             if m.isfile():
-                data = tar.extractfile(m).read()
-                members.append((rel, data))
+                fileobj = tar.extractfile(m)
+                members.append((rel, fileobj.read() if fileobj is not None else b""))
             else:
                 members.append((rel, None))
     tops = {rel[0] for rel, _ in members}

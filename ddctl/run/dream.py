@@ -83,13 +83,14 @@ def dream(
     labels: Optional[dict] = None,
 ) -> RunResult:
     """Run the prepared dream in a container on `client` (the daemon at `ep`); a RunResult."""
-    on_event = on_event or (lambda e: None)
+    report: Callable[[RunEvent], None] = on_event or (lambda e: None)
 
     def emit(kind, data):
-        on_event(RunEvent(kind, data))
+        report(RunEvent(kind, data))
 
     def build_first(tag):
         emit("build-needed", {"tag": tag, "command": build_command(tag)})
+        assert build is not None  # build_first is passed only when build is given
         build(tag)
 
     img = ensure_image(client, image, build_first if build else None)
@@ -113,6 +114,7 @@ def dream(
     if failure is not None:
         raise failure
     done = outcome.done
+    assert done is not None  # failure() is None only when the engine said "done"
     path = host_path(done.get("path", ""), job.outdir, outcome.copied)
     if mode == "copy":
         files = sorted(outcome.copied.values())

@@ -60,7 +60,8 @@ def plan_extraction(names, directory: str) -> dict:
     names: top-level names found in the archive (files and folders). A final picture X.png
     and its steps folder X-steps move together: both get the first free suffix.
     """
-    plan, taken = {}, set()
+    plan: dict[str, str] = {}
+    taken: set[str] = set()
     files = sorted(n for n in names if os.path.splitext(n)[1])
     for name in files:
         stem, ext = os.path.splitext(name)

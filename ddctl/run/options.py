@@ -9,7 +9,16 @@ from dataclasses import dataclass
 from typing import Optional
 
 # The engine's defaults (engine/cli.py DEFAULTS), bound by tests/unit/test_contract.py.
-ENGINE_DEFAULTS = {"layer": "inception_4c/output", "iterations": 10, "octaves": 4, "octave_scale": 1.4}
+DEFAULT_LAYER = "inception_4c/output"
+DEFAULT_ITERATIONS = 10
+DEFAULT_OCTAVES = 4
+DEFAULT_OCTAVE_SCALE = 1.4
+ENGINE_DEFAULTS = {
+    "layer": DEFAULT_LAYER,
+    "iterations": DEFAULT_ITERATIONS,
+    "octaves": DEFAULT_OCTAVES,
+    "octave_scale": DEFAULT_OCTAVE_SCALE,
+}
 # A phone's 12-megapixel photo would take 20x the time of the notebook's 1024x576 example
 # and several GB of memory (more than many Docker VMs have): dream at a size that fits,
 # as every modern DeepDream tool does, unless asked otherwise (--max-size 0).
@@ -20,10 +29,10 @@ INPUT_DIR = "/input"  # where ddctl puts the input inside the container
 
 @dataclass
 class DreamOptions:
-    layer: str = ENGINE_DEFAULTS["layer"]
-    iterations: int = ENGINE_DEFAULTS["iterations"]
-    octaves: int = ENGINE_DEFAULTS["octaves"]
-    octave_scale: float = ENGINE_DEFAULTS["octave_scale"]
+    layer: str = DEFAULT_LAYER
+    iterations: int = DEFAULT_ITERATIONS
+    octaves: int = DEFAULT_OCTAVES
+    octave_scale: float = DEFAULT_OCTAVE_SCALE
     step_size: Optional[float] = None
     jitter: Optional[int] = None
     seed: Optional[int] = None
