@@ -11,6 +11,8 @@ Given the same input, layer, parameters and jitter offsets it gives the notebook
 
 import numpy as np
 
+from engine import tiling
+
 # -----------------------------------------------------------------------------
 # pre/post processing (notebook: preprocess, deprocess, showarray's uint8 cast)
 
@@ -63,21 +65,27 @@ def _axis_taps(n_in, n_out):
     return i0, i1, w0, w1
 
 
-def resize(x, h, w):
+def resize(x, h, w, rows_per_chunk=256):
     """Bilinear resize of x (C,H,W) to (C,h,w), exactly like scipy.ndimage.zoom(order=1,
-    mode='constant') given factors that yield that shape: computed in float64, cast back."""
+    mode='constant') given factors that yield that shape: computed in float64, cast back.
+    Done in bands of output rows, so a 24 MP picture needs no picture-sized float64 copies
+    (each output pixel's arithmetic is the same whatever the band)."""
     C, H, W = x.shape
     y0, y1, wy0, wy1 = _axis_taps(H, h)  # (h,) each
     x0, x1, wx0, wx1 = _axis_taps(W, w)  # (w,) each
-    src = x.astype(np.float64)
-    rows0, rows1 = src[:, y0, :], src[:, y1, :]  # (C,h,W) each
-    wy0, wy1 = wy0[:, None], wy1[:, None]  # (h,1)
-    # same products and summation order as scipy's C loop: ((v*wy)*wx), corners y0x0,y0x1,y1x0,y1x1
-    out = rows0[:, :, x0] * wy0 * wx0
-    out += rows0[:, :, x1] * wy0 * wx1
-    out += rows1[:, :, x0] * wy1 * wx0
-    out += rows1[:, :, x1] * wy1 * wx1  # (C,h,w) float64
-    return out.astype(x.dtype)
+    out = np.empty((C, h, w), dtype=x.dtype)
+    for r in range(0, h, rows_per_chunk):
+        sl = slice(r, r + rows_per_chunk)
+        rows0 = x[:, y0[sl], :].astype(np.float64)  # (C,band,W)
+        rows1 = x[:, y1[sl], :].astype(np.float64)
+        by0, by1 = wy0[sl, None], wy1[sl, None]  # (band,1)
+        # same products and summation order as scipy's C loop: ((v*wy)*wx), corners y0x0,y0x1,y1x0,y1x1
+        acc = rows0[:, :, x0] * by0 * wx0
+        acc += rows0[:, :, x1] * by0 * wx1
+        acc += rows1[:, :, x0] * by1 * wx0
+        acc += rows1[:, :, x1] * by1 * wx1  # (C,band,w) float64
+        out[:, sl] = acc
+    return out
 
 
 def zoom(x, zy, zx):
@@ -129,12 +137,18 @@ def deepdream(
     jitter=32,
     rng=None,
     progress=None,
+    tile=None,
+    margin=None,
 ):
     """base_img (H,W,3) RGB -> dreamed (H,W,3) float32 RGB (unclipped, like the notebook's).
 
     rng: something with numpy's legacy randint (np.random.RandomState(seed) for a repeatable
     run; default the global np.random, as the notebook). progress(octave, iteration, data)
     is called after every step; octave 0 is the smallest, data is (3,h,w) float32 BGR.
+    tile: octaves bigger than tile x tile px get their gradient crop by crop
+    (engine/tiling.py; margin: context px around each core, default from the tile);
+    None or 0 never tiles. Octaves that fit in one tile take the notebook's step.
+    `end` is passed to net.input_gradient as it is (a blob name, or an objective).
     """
     rng = np.random if rng is None else rng
     # prepare base images for all octaves, largest first
@@ -144,17 +158,31 @@ def deepdream(
 
     detail = np.zeros_like(octaves[-1])  # (3,h,w) network-produced details
     data = None
-    for octave, octave_base in enumerate(octaves[::-1]):  # smallest first
+    for octave in range(octave_n):  # smallest first
+        octave_base = octaves.pop()  # each octave's base is dropped once used (memory)
         h, w = octave_base.shape[-2:]
         if octave > 0:
             # upscale details from the previous octave (notebook: zoom by h/h1, w/w1)
             h1, w1 = detail.shape[-2:]
             detail = zoom(detail, 1.0 * h / h1, 1.0 * w / w1)  # (3,h,w)
         data = octave_base + detail  # (3,h,w)
+        detail = None  # memory: the picture-sized arrays alive are data and octave_base
+        grad = None  # the tiled step's gradient buffer, one per octave
         for i in range(iter_n):
-            data = make_step(net, data, step_size=step_size, end=end, jitter=jitter, clip=clip, rng=rng)
+            if tiling.needs_tiles(data.shape, tile):
+                if grad is None:
+                    grad = np.empty_like(data)
+                data = tiling.make_step(
+                    net, data, step_size=step_size, end=end, jitter=jitter, clip=clip, rng=rng,
+                    tile=tile, margin=margin, grad=grad,
+                )  # fmt: skip
+            else:
+                data = make_step(net, data, step_size=step_size, end=end, jitter=jitter, clip=clip, rng=rng)
             if progress is not None:
                 progress(octave, i, data)
-        # extract details produced on the current octave
-        detail = data - octave_base
+        grad = None
+        if octave < octave_n - 1:
+            # extract details produced on the current octave
+            detail = data - octave_base
+        octave_base = None
     return deprocess(net.mean, data)
