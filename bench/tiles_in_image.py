@@ -38,14 +38,18 @@ def peak_mb():
 
 def cost(tile, w=2048, h=1536, layer="inception_4c/output"):
     net = caffe_net.load_net()
+    net.input_gradient(picture(256, 256), layer)  # warm-up: the cut net, numba's kernels
     data = picture(w, h)
     base = peak_mb()
-    t0 = time.monotonic()
-    if tile:
-        tiling.tiled_gradient(net, data, layer, tile, tiling.margin_for(tile))
-    else:
-        net.input_gradient(data, layer)
-    secs = time.monotonic() - t0
+    secs = []
+    for _ in range(2):  # best of 2
+        t0 = time.monotonic()
+        if tile:
+            tiling.tiled_gradient(net, data, layer, tile, tiling.margin_for(tile))
+        else:
+            net.input_gradient(data, layer)
+        secs.append(time.monotonic() - t0)
+    secs = min(secs)
     print(
         json.dumps(
             dict(

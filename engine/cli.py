@@ -4,6 +4,7 @@
     options: [--step-size F] [--jitter PX] [--seed N] [--save-steps] [--max-size PX]
     [--output-dir DIR] [--name STEM] [--progress auto|json|text] [--list-layers]
     [--weights PATH] [--prototxt PATH] [--exit-with-stdin] [--mean B,G,R] [--guide PICTURE]
+    [--tile PX] [--batch [--force]]
 
 Everything after `--` is a positional (ddctl always puts them there), so a LAYER such as
 `--output-dir=/x` is a layer name, never an option. Numbers are checked against
@@ -11,7 +12,12 @@ engine/limits.py (ddctl checks the same table on the host).
 LAYER is a blob name or the objective grammar of engine/objectives.py (channels, several
 blobs with weights); --guide makes it the notebook's guided dream on that blob.
 
-Exit codes: 0 done, 2 refused input, 1 internal failure, 130 interrupted.
+--tile PX: octaves bigger than PX x PX get their gradient crop by crop (engine/tiling.py).
+--batch: SOURCE is a folder or a list of pictures, dreamed one after the other with the net
+loaded once (engine/batch.py).
+
+Exit codes: 0 done, 2 refused input, 1 internal failure, 130 interrupted; with --batch,
+3 when some pictures failed (the others are dreamed).
 Progress: one JSON object per line on stdout (default when stdout is not a terminal),
 readable lines on a terminal. main() takes the net factory as an argument, so everything
 but engine/caffe_net.py runs (and is tested) without caffe.
@@ -35,7 +41,7 @@ import urllib.request
 
 import numpy as np
 
-from engine import dream, objectives
+from engine import dream, objectives, tiling
 from engine.images import PictureError, load_rgb, save_png_new
 from engine.limits import LIMITS
 
@@ -145,6 +151,25 @@ def build_parser():
         help='the model\'s mean pixel, blue,green,red (default 104,116,122: bvlc_googlenet)',
     )
     p.add_argument(
+        '--tile',
+        default='auto',
+        metavar='PX',
+        help='compute the gradient of bigger pictures in crops of at most PX x PX, so memory '
+        'depends on PX, not the picture; 0: the whole picture at once; auto (default): whole up '
+        'to 1280x1024 pixels, %d above' % tiling.DEFAULT_TILE,
+    )
+    p.add_argument(
+        '--batch',
+        action='store_true',
+        help='SOURCE is a folder (every picture in it) or a file listing pictures, one a line: '
+        'dream them all with the net loaded once; a picture that fails is reported and skipped',
+    )
+    p.add_argument(
+        '--force',
+        action='store_true',
+        help='with --batch: dream pictures whose result already exists (default: skip them)',
+    )
+    p.add_argument(
         '--guide',
         default=None,
         metavar='PICTURE',
@@ -218,6 +243,10 @@ def parse_args(argv):
         a.max_size = _number(a.max_size, '--max-size', 'max_size')
     if a.mean is not None:
         a.mean = _mean(a.mean)
+    if a.tile != 'auto':
+        a.tile = _number(a.tile, '--tile', 'tile')
+    if a.tile != 'auto' and 0 < a.tile < tiling.MIN_TILE:
+        raise Refused('--tile must be 0 (no tiles) or at least %d, got %d' % (tiling.MIN_TILE, a.tile))
     if a.name is not None and (
         not a.name.strip() or '/' in a.name or '\0' in a.name or a.name.strip() in ('.', '..')
     ):
@@ -295,6 +324,21 @@ class Events:
             return 'saved %s' % e['path']
         if kind == 'done':
             return 'done in %.1fs: %s' % (e['elapsed'], e['path'])
+        if kind == 'batch':
+            return 'batch of %d pictures' % e['total']
+        if kind == 'item':
+            extra = {'failed': ': %s' % (e.get('record') or {}).get('error'), 'skipped': ' (result exists)'}
+            return '[%d/%d] %s %s%s' % (
+                e['index'],
+                e['total'],
+                e['status'],
+                e['source'],
+                extra.get(e['status'], ''),
+            )
+        if kind == 'batch_done':
+            return 'batch done in %.1fs: %d dreamed, %d failed, %d skipped' % (
+                e['elapsed'], e['done'], e['failed'], e['skipped'],
+            )  # fmt: skip
         return json.dumps(e)
 
 
@@ -487,6 +531,26 @@ def reserve_steps_dir(output_dir, stem):
         return cand, d
 
 
+def check_output_dir(out_dir):
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise Refused('cannot create the output folder %s: %s' % (out_dir, e.strerror))
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise Refused(
+            'cannot write to %s (uid %d): mount a folder this user may write, or '
+            'give --output-dir' % (out_dir, os.getuid())
+        )
+
+
+def load_picture(source, out_dir, max_size):
+    """load_source with picture problems Refused."""
+    try:
+        return load_source(source, out_dir, max_size)
+    except PictureError as e:
+        raise Refused(str(e))
+
+
 def _run(a, net_factory, events, written, state):
     out_dir = a.output_dir
     if not a.list_layers and not a.source:
@@ -495,19 +559,13 @@ def _run(a, net_factory, events, written, state):
             '[OCTAVE_SCALE] (or --list-layers)'
         )
     if not a.list_layers:
-        try:
-            os.makedirs(out_dir, exist_ok=True)
-        except OSError as e:
-            raise Refused('cannot create the output folder %s: %s' % (out_dir, e.strerror))
-        if not os.access(out_dir, os.W_OK | os.X_OK):
-            raise Refused(
-                'cannot write to %s (uid %d): mount a folder this user may write, or '
-                'give --output-dir' % (out_dir, os.getuid())
-            )
-        try:
-            img, shown, stem = load_source(a.source, out_dir, a.max_size)
-        except PictureError as e:
-            raise Refused(str(e))
+        check_output_dir(out_dir)
+        if a.batch:
+            from engine import batch  # batch mode, a module of its own
+
+            items = batch.read_items(a.source, out_dir)
+        else:
+            img, shown, stem = load_picture(a.source, out_dir, a.max_size)
 
     net = net_factory(a.prototxt, a.weights)
     if a.list_layers:
@@ -526,8 +584,27 @@ def _run(a, net_factory, events, written, state):
 
     if a.mean is not None:
         net.mean = np.asarray(a.mean, dtype=np.float32)  # (3,) BGR of this model
-    H, W = img.shape[:2]
     objective = check_layer(net, a.layer)
+    if a.batch:
+        if a.guide is not None:
+            objective = guided(net, objective, a.guide, out_dir)
+        return batch.run(a, net, objective, items, events, written, state)
+    dream_picture(a, net, objective, img, shown, stem, events, written, state)
+    return 0
+
+
+def final_stem_of(a, stem):
+    """The final picture's name without .png, before any -2, -3 (README: Files)."""
+    layer_stem = objectives.stem(a.layer) + ('-guided' if a.guide is not None else '')
+    return '%s-%s-i%d-o%d' % (stem, layer_stem, a.iterations, a.octaves)
+
+
+def dream_picture(a, net, objective, img, shown, stem, events, written, state):
+    """Dream on one picture (H,W,3) uint8 and save it; emits start, step, saved, done.
+    objective: from check_layer (guided here when a.guide is a picture still to load).
+    Returns {'path', 'seed', 'elapsed'}."""
+    out_dir = a.output_dir
+    H, W = img.shape[:2]
     try:
         check_octaves(net, objective.layers, H, W, a.octaves, a.octave_scale)
     except Refused as e:
@@ -540,12 +617,12 @@ def _run(a, net_factory, events, written, state):
         raise
     guide_shown = None
     if a.guide is not None:
-        objective = guided(net, objective, a.guide, out_dir)
+        if not getattr(objective, 'guided', False):  # batch mode made it once already
+            objective = guided(net, objective, a.guide, out_dir)
         guide_shown = a.guide
 
     layer_stem = objectives.stem(a.layer) + ('-guided' if guide_shown else '')
-    stem = _safe_stem(a.name) if a.name else stem
-    final_stem = '%s-%s-i%d-o%d' % (stem, layer_stem, a.iterations, a.octaves)
+    final_stem = final_stem_of(a, _safe_stem(a.name) if a.name else stem)
     steps_dir = None
     if a.save_steps:
         final_stem, steps_dir = reserve_steps_dir(out_dir, final_stem)
@@ -597,6 +674,7 @@ def _run(a, net_factory, events, written, state):
         jitter=a.jitter,
         rng=np.random.RandomState(seed),
         progress=progress,
+        tile=tiling.resolve_tile(a.tile, H, W),
     )
     mine = os.path.basename(steps_dir)[: -len('-steps')] if steps_dir else None
 
@@ -605,9 +683,10 @@ def _run(a, net_factory, events, written, state):
 
     path = save_png_new(dream.to_uint8(result), out_dir, final_stem, reserved=taken)
     written.append(path)
+    elapsed = round(time.monotonic() - t0, 2)
     events.emit('saved', kind='final', path=path)
-    events.emit('done', path=path, elapsed=round(time.monotonic() - t0, 2))
-    return 0
+    events.emit('done', path=path, elapsed=elapsed)
+    return {'path': path, 'seed': seed, 'elapsed': elapsed}
 
 
 def _raise_interrupt(signum, frame):

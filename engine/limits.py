@@ -15,4 +15,5 @@ LIMITS = {
     'jitter': ('int', 0, 100000, True),
     'seed': ('int', 0, 2**32 - 1, True),
     'max_size': ('int', 1, 1000000, True),
+    'tile': ('int', 0, 1000000, True),  # 0: never tile; otherwise at least MIN_TILE (tiling.py)
 }

@@ -30,6 +30,18 @@ import numpy as np
 ALIGN = 32  # crops start on multiples of this (px): GoogLeNet's largest blob stride
 DEFAULT_TILE = 768  # px a side of the largest crop the net sees (chosen by measurement, README)
 MIN_TILE = 256  # smaller tiles are mostly margin
+# --tile auto: pictures up to this many pixels (1280x1024, what ddctl's default --max-size
+# gives) are dreamed whole, as before (~2.3 GB, and no margins to pay for); bigger ones in
+# DEFAULT_TILE tiles, so that their memory stays bounded.
+WHOLE_MAX_PIXELS = 1280 * 1024
+
+
+def resolve_tile(tile, h, w):
+    """The tile for an h x w picture: 'auto' (or None) -> 0 (whole) up to WHOLE_MAX_PIXELS,
+    else DEFAULT_TILE; a number as it is (0: never tile)."""
+    if tile in (None, 'auto'):
+        return 0 if h * w <= WHOLE_MAX_PIXELS else DEFAULT_TILE
+    return int(tile)
 
 
 def margin_for(tile):

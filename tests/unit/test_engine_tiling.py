@@ -149,9 +149,9 @@ def test_tiled_gradient_equals_the_whole_pictures_when_the_margin_covers_the_rec
     assert np.allclose(g, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).mean())
 
 
-def test_with_a_small_margin_only_pixels_near_core_edges_differ_and_no_seam_shows():
+def test_with_a_small_margin_only_pixels_near_core_edges_differ():
     """Margin 32 < b5's receptive field (94 px): the gradient differs, but only within the
-    margin's shortfall (94 - 32 px) of a core edge, and its size does not jump there."""
+    margin's shortfall (94 - 32 px) of a core edge."""
     net = ConvNet()
     data = picture(320, 640)
     tile, margin = 256, 32
@@ -168,16 +168,12 @@ def test_with_a_small_margin_only_pixels_near_core_edges_differ_and_no_seam_show
     scale = np.abs(ref).mean()
     assert diff[dist >= net.RF['b5'] - margin].max() <= 1e-4 * scale  # exact further away
     assert diff[dist < 4].mean() > 1e-3 * scale  # (and the test can see a difference)
-    # no seam: mean |g| in 4-px bands across each vertical edge, against the whole's
-    for e in ex:
-        for lo in range(e - 8, e + 8, 4):
-            band, band_ref = np.abs(g[:, :, lo : lo + 4]).mean(), np.abs(ref[:, :, lo : lo + 4]).mean()
-            assert abs(band / band_ref - 1) < 0.1, (e, lo, band / band_ref)
+    # (how big the difference is on GoogLeNet, with the engine's margin, and that its mean
+    # |g| shows no step at core edges: tests/integration/in_image/check_tiles.py)
 
 
-def test_the_tiled_gradient_of_a_real_sized_layout_has_no_step_in_its_mean_along_edges():
-    """Column profile of mean |g| over a picture cut in 5 cores: the profile at a core edge
-    is like its neighbours' (FakeNet: windows of 8 px, so any seam would be a cliff)."""
+def test_a_wide_picture_cut_in_many_cores_stitches_to_the_whole_gradient():
+    """FakeNet's windows do not overlap: on the 32 px grid the stitched gradient is exact."""
     net = FakeNet()
     data = picture(256, 1200, seed=4)
     g = tiling.tiled_gradient(net, data, 'conv3', 320, 32, shift=(5, 11))
@@ -246,8 +242,10 @@ def test_the_tiled_step_is_the_notebooks_step_given_the_same_gradient():
     """With one crop covering everything the tiled step is the notebook's arithmetic."""
     net = FakeNet()
     data = picture(64, 96)
-    ours = tiling.make_step(net, data.copy(), jitter=4, rng=np.random.RandomState(3), tile=32 * 5, margin=32)
-    ref = dream.make_step(net, data.copy(), jitter=4, rng=np.random.RandomState(3))
+    ours = tiling.make_step(
+        net, data.copy(), end='conv2', jitter=4, rng=np.random.RandomState(3), tile=32 * 5, margin=32
+    )
+    ref = dream.make_step(net, data.copy(), end='conv2', jitter=4, rng=np.random.RandomState(3))
     assert np.allclose(ours, ref, rtol=1e-5, atol=1e-3)
 
 
