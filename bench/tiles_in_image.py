@@ -88,7 +88,12 @@ def accuracy(tile, w=1024, h=768, layer="inception_4c/output", margin=None):
     for lo, hi in ((0, 8), (8, 16), (16, 32), (32, 64), (64, 128), (128, 10**6)):
         m = (dist >= lo) & (dist < hi)
         if m.any():
-            rows.append(dict(dist="%d-%s" % (lo, hi if hi < 10**6 else "..."), rel=round(float(diff[m].mean() / scale), 4)))
+            rows.append(
+                dict(
+                    dist="%d-%s" % (lo, hi if hi < 10**6 else "..."),
+                    rel=round(float(diff[m].mean() / scale), 4),
+                )
+            )
     print(
         json.dumps(
             dict(
