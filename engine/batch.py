@@ -59,7 +59,7 @@ def _item(source, name=None, shown=None):
 
 def read_items(source, out_dir):
     """SOURCE of --batch -> [{'source', 'name', 'shown'}]; Refused when there is nothing."""
-    path = os.path.join(out_dir, source)
+    path = os.path.normpath(os.path.join(out_dir, source))
     if os.path.isdir(path):
         names = sorted(
             n
