@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -125,14 +126,24 @@ def test_sighup_and_sigterm_interrupt_like_ctrl_c(tmp_path, sig):
     fifo = tmp_path / 'slow.png'
     os.mkfifo(str(fifo))
     p = _engine(['--output-dir', str(tmp_path), '--', 'slow.png'])
+    writer = None
     try:
-        import time
-
-        time.sleep(1.5)  # let it reach the blocking open()
+        # A FIFO opens for writing (non-blocking) only once a reader has it open: then the
+        # engine is past its start-up (signal handlers set) and waits on the picture,
+        # however slow the machine. No fixed sleep to lose the race against.
+        deadline = time.monotonic() + 90
+        while writer is None and time.monotonic() < deadline and p.poll() is None:
+            try:
+                writer = os.open(str(fifo), os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.05)
+        assert writer is not None, 'the engine never opened the picture'
         p.send_signal(sig)
         out, err = p.communicate(timeout=90)
     finally:
         p.kill()
+        if writer is not None:
+            os.close(writer)
     assert p.returncode == 130, err
 
 
