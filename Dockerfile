@@ -40,6 +40,15 @@ RUN set -eux; \
     echo "caffe uses $(readlink -f "$blas")"; \
     useradd --uid 1000 --create-home --shell /bin/bash dreamer; \
     mkdir -p /images /opt/ddctl/numba-cache; chmod 1777 /images /opt/ddctl/numba-cache
+# Zoom animations (engine/zoom.py) and contact sheets (engine/sheet.py): Debian's ffmpeg
+# encodes the MP4 (libx264, yuv420p) and the GIF (palettegen/paletteuse); DejaVu Sans labels
+# the sheets. A layer of its own so the Caffe layer above stays cached (README: its size).
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends ffmpeg fonts-dejavu-core; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/cache/debconf/*-old; \
+    ffmpeg -hide_banner -encoders 2>/dev/null | grep -q libx264; \
+    test -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf
 ENV GLOG_minloglevel=2 \
     NUMBA_CACHE_DIR=/opt/ddctl/numba-cache \
     PYTHONDONTWRITEBYTECODE=1 \

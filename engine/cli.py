@@ -24,6 +24,7 @@ but engine/caffe_net.py runs (and is tested) without caffe.
 """
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -61,6 +62,9 @@ NOT_DREAMABLE = {'data', 'prob', 'loss3/classifier', 'pool5/7x7_s1', 'pool5/drop
 URL_TIMEOUT = 30  # seconds
 URL_MAX_BYTES = 50 << 20  # 50 MiB
 GUIDE_MAX_SIZE = 512  # px, long side of a guide (the notebook kept its guide small)
+# modes besides the plain dream, each in its own module: add_arguments(parser),
+# parse(args, _number), run(args, Context)
+MODES = ('zoom', 'sheet')
 
 
 class Refused(Exception):
@@ -125,6 +129,12 @@ def build_parser():
         '--name', default=None, metavar='STEM', help='stem of the final picture (default SOURCE\'s)'
     )
     p.add_argument('--progress', choices=['auto', 'json', 'text'], default='auto')
+    p.add_argument(
+        '--mode',
+        choices=('dream',) + MODES,
+        default='dream',
+        help='dream (default): one picture; zoom: the notebook\'s zoom animation; sheet: one cell per layer',
+    )
     p.add_argument('--list-layers', action='store_true', help='list the layers one can dream on')
     p.add_argument(
         '--exit-with-stdin',
@@ -175,6 +185,8 @@ def build_parser():
         metavar='PICTURE',
         help='guided dream: amplify what looks like this picture (file relative to --output-dir, or URL)',
     )
+    for mode in MODES:
+        importlib.import_module('engine.' + mode).add_arguments(p)
     return p
 
 
@@ -251,6 +263,8 @@ def parse_args(argv):
         not a.name.strip() or '/' in a.name or '\0' in a.name or a.name.strip() in ('.', '..')
     ):
         raise Refused('--name is a file name stem without folders, got %r' % a.name)
+    for mode in MODES:
+        importlib.import_module('engine.' + mode).parse(a, _number)
     return a
 
 
@@ -339,6 +353,12 @@ class Events:
             return 'batch done in %.1fs: %d dreamed, %d failed, %d skipped' % (
                 e['elapsed'], e['done'], e['failed'], e['skipped'],
             )  # fmt: skip
+        if kind == 'frame':
+            return 'frame %d/%d  %.1fs  %s' % (e['frame'], e['frames_total'], e['elapsed'], e['path'])
+        if kind == 'cell':
+            return 'cell %d/%d  %s  %.1fs' % (e['cell'], e['cells_total'], e['label'], e['elapsed'])
+        if kind == 'encoding':
+            return 'encoding %d frames at %g fps' % (e['frames'], e['fps'])
         return json.dumps(e)
 
 
@@ -349,6 +369,14 @@ class Events:
 def _safe_stem(text):
     stem = re.sub(r'[^\w.+-]+', '_', text).strip('._-')[:80]
     return stem or 'dream'
+
+
+safe_stem = _safe_stem
+
+
+def layer_stem(layer):
+    """The part of file names that names LAYER (a blob or an objective)."""
+    return objectives.stem(layer)
 
 
 def fetch_url(url, timeout=URL_TIMEOUT, max_bytes=URL_MAX_BYTES):
@@ -508,6 +536,27 @@ def guided(net, objective, guide, out_dir):
             % (shown, img.shape[1], img.shape[0], blob, need)
         )
     return objectives.guide(net, img, blob)
+
+
+def objective_for(net, layer, h, w, octaves, octave_scale):
+    """LAYER (a blob or an objective) checked against the net and the picture's octaves ->
+    what deepdream's `end` takes: a plain blob name stays a name (the L2, as always)."""
+    objective = check_layer(net, layer)
+    check_octaves(net, objective.layers, h, w, octaves, octave_scale)
+    return objectives.plain_blob(objective) or objective
+
+
+class Context:
+    """What a mode's run() gets besides its arguments."""
+
+    def __init__(self, net_factory, events, written, state):
+        self.net_factory, self.events, self.written, self.state = net_factory, events, written, state
+
+    def load_net(self, a):
+        net = self.net_factory(a.prototxt, a.weights)
+        if a.mean is not None:
+            net.mean = np.asarray(a.mean, dtype=np.float32)  # (3,) BGR of this model
+        return net
 
 
 # -----------------------------------------------------------------------------
@@ -736,6 +785,9 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
             return e.code or 0
         if a.exit_with_stdin and old:
             watch_stdin(getattr(sys.stdin, 'buffer', sys.stdin), _stop_self)
+        if a.mode != 'dream':
+            mod = importlib.import_module('engine.' + a.mode)
+            return mod.run(a, Context(net_factory, events, written, state))
         return _run(a, net_factory, events, written, state)
     except Refused as e:
         events.emit('error', code=e.code, message=str(e))

@@ -16,4 +16,9 @@ LIMITS = {
     'seed': ('int', 0, 2**32 - 1, True),
     'max_size': ('int', 1, 1000000, True),
     'tile': ('int', 0, 1000000, True),  # 0: never tile; otherwise at least MIN_TILE (tiling.py)
+    # --mode zoom (engine/zoom.py)
+    'frames': ('int', 1, 9999, True),
+    'scale': ('float', 0.0, 0.5, True),
+    'rotate': ('float', -45.0, 45.0, True),
+    'fps': ('float', 0.1, 120.0, True),
 }
