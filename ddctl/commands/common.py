@@ -14,6 +14,8 @@ from ddctl.build import BuildSummary, build_image, human_size
 from ddctl.client import Endpoint, make_client, resolve_endpoint
 from ddctl.errors import one_line
 from ddctl.image import DEFAULT_TAG, UNTRAINED, WeightsChoice
+from ddctl.run.naming import DEFAULT_OUTPUT
+from ddctl.run.options import ENGINE_DEFAULTS
 
 UNTRAINED_WARNING = (
     "warning: {tag} holds untrained weights: dreams will show noise-like patterns, "
@@ -173,3 +175,162 @@ def build_with_view(
     say(ui, f"building {tag} (a first build takes a few minutes; later ones reuse the cache)")
     with BuildView(ui) as view:
         return build_image(client, tag=tag, weights=weights, nocache=nocache, on_event=view)
+
+
+# --- the dream options of `ddctl zoom` and `ddctl sheet` ------------------------------------
+
+
+def add_dream_options(p: argparse.ArgumentParser, max_size_default: int, defaults_none: bool = False) -> None:
+    """ITERATIONS OCTAVES positionals and the dream flags of `ddctl run`, for the other verbs
+    that dream (zoom, sheet); with defaults_none, unset options stay None (zoom --resume tells
+    given from default)."""
+
+    def d(key):
+        return None if defaults_none else ENGINE_DEFAULTS[key]
+
+    p.add_argument(
+        "iterations",
+        metavar="ITERATIONS",
+        nargs="?",
+        type=positive_int,
+        default=d("iterations"),
+        help=f"steps per octave (default {ENGINE_DEFAULTS['iterations']})",
+    )
+    p.add_argument(
+        "octaves",
+        metavar="OCTAVES",
+        nargs="?",
+        type=positive_int,
+        default=d("octaves"),
+        help=f"number of scales (default {ENGINE_DEFAULTS['octaves']})",
+    )
+    p.add_argument(
+        "--octave-scale",
+        type=positive_float,
+        default=d("octave_scale"),
+        metavar="F",
+        help=f"size ratio between octaves (default {ENGINE_DEFAULTS['octave_scale']})",
+    )
+    p.add_argument("--step-size", type=positive_float, metavar="F", help="gradient step (default 1.5)")
+    p.add_argument("--jitter", type=non_negative_int, metavar="PX", help="random shift (default 32)")
+    p.add_argument("--seed", type=non_negative_int, metavar="N", help="random seed, for repeatable pictures")
+    p.add_argument(
+        "--max-size",
+        type=non_negative_int,
+        metavar="PX",
+        default=None if defaults_none else max_size_default,
+        help=f"scale the input down so its longer side is at most PX (default {max_size_default}; 0 keeps "
+        "the full size)",
+    )
+    p.add_argument(
+        "-o",
+        "--output-dir",
+        default=DEFAULT_OUTPUT,
+        metavar="DIR",
+        help=f"where the results go (default ./{DEFAULT_OUTPUT}, created if missing)",
+    )
+    add_image_option(p)
+    p.add_argument(
+        "--no-build", action="store_true", help="when the image does not exist, stop instead of building it"
+    )
+    p.add_argument(
+        "--copy",
+        action="store_true",
+        help="move files through the Docker API instead of bind mounts "
+        "(automatic for a remote daemon; also DDCTL_TRANSFER=copy)",
+    )
+
+
+class UnitsView:
+    """Progress of a job made of units (zoom frames, sheet cells) on ui.err: a rich bar with
+    `frame i/N` and an ETA on a terminal, one plain line per finished unit otherwise."""
+
+    def __init__(self, ui, unit: str, verb: str):
+        self.ui, self.unit, self.verb = ui, unit, verb
+        self.live = ui.err.is_terminal
+        self.progress = self.task = None
+        self.total = self.first = self.done = 0
+        self.steps_total = 1
+        self.step = 0
+        self.elapsed = 0.0
+
+    def close(self):
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+    def eta(self):
+        left = self.total - self.first
+        f = (self.done + self.step / float(self.steps_total)) / left if left else 1.0
+        return None if f <= 0 else max(0.0, self.elapsed * (1 - f) / f)
+
+    def _show(self):
+        now = min(self.first + self.done + 1, self.total)
+        where = f"{self.unit} {now}/{self.total}"
+        info = f"elapsed {seconds(self.elapsed)}  ETA {seconds(self.eta())}"
+        if self.progress:
+            left = max(1, self.total - self.first)
+            frac = (self.done + self.step / float(self.steps_total)) / left
+            self.progress.update(self.task, completed=int(frac * 1000), description=where, info=info)
+        return where, info
+
+    def __call__(self, ev):
+        d = ev.data
+        if ev.kind == "fetched":
+            say(self.ui, f"input: {d['source']} ({d['width']}x{d['height']} {d['format']})")
+        elif ev.kind == "build-needed":
+            say(self.ui, f"The image {d['tag']} does not exist yet: building it first ({d['command']}).")
+        elif ev.kind == "image":
+            warn_if_untrained(self.ui, d["tag"], d.get("weights"))
+        elif ev.kind == "transfer":
+            if d["mode"] == "mount":
+                say(self.ui, f"files: {d['output_dir']} bind-mounted into the container, as {d['why']}")
+            else:
+                say(
+                    self.ui,
+                    f"files: copied in and out through the Docker API, as {d['why']}; "
+                    f"results into {d['output_dir']}",
+                )
+        elif ev.kind == "start":
+            self.total = int(d.get("frames") or d.get("cells") or 1)
+            self.first = int(d.get("first_frame") or 0)
+            self.steps_total = max(1, int(d.get("steps_total") or 1))
+            more = f", from {self.unit} {self.first + 1}" if self.first else ""
+            say(
+                self.ui,
+                f"{self.verb} {d.get('width')}x{d.get('height')}: {self.total} {self.unit}s{more}, "
+                f"{d.get('octaves')} octaves x {d.get('iterations')} iterations each, seed {d.get('seed')}",
+            )
+            if self.live:
+                self.progress = Progress(
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(bar_width=30),
+                    TextColumn("{task.percentage:>3.0f}%"),
+                    TextColumn("{task.fields[info]}"),
+                    console=self.ui.err,
+                    transient=True,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task(
+                    f"{self.unit} {self.first + 1}/{self.total}", total=1000, info=""
+                )
+        elif ev.kind == "step":
+            self.step = int(d.get("step") or 0)
+            self.elapsed = float(d.get("elapsed") or self.elapsed)
+            self._show()
+        elif ev.kind in ("frame", "cell"):
+            self.done += 1
+            self.step = 0
+            self.elapsed = float(d.get("elapsed") or self.elapsed)
+            n = int(d.get(ev.kind) or 0)
+            info = f"elapsed {seconds(self.elapsed)}  ETA {seconds(self.eta())}"
+            if self.progress:
+                self._show()
+            else:
+                label = f"  {d['label']}" if d.get("label") else ""
+                say(self.ui, f"{self.unit} {n}/{self.total}{label}  {info}")
+        elif ev.kind == "encoding":
+            self.close()
+            say(self.ui, f"encoding the MP4 and the GIF ({d.get('frames')} frames at {d.get('fps')} fps)")
+        elif ev.kind == "done":
+            self.close()

@@ -1,0 +1,259 @@
+"""`ddctl zoom` and `ddctl sheet` end to end: the real CLI, the real daemon, the real image
+(untrained weights), small pictures. A video is checked with the image's own ffprobe."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+import pytest
+from dockertest import TEST_LABEL, TEST_LABELS_ENV
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ZOOM = ["inception_3b/output", "2", "2", "--frames", "5", "--seed", "7", "--jitter", "8"]
+SHEET_LAYERS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output"]
+
+
+def env_for(tag, **more):
+    env = {k: v for k, v in os.environ.items() if k != "DDCTL_TRANSFER"}
+    env.update({"DDCTL_LABELS": f"{TEST_LABELS_ENV},io.ddctl.testcase={tag}", **more})
+    return env
+
+
+def ddctl(*args, tag, timeout=600):
+    return subprocess.run(
+        [sys.executable, "-m", "ddctl", *args],
+        capture_output=True,
+        text=True,
+        env=env_for(tag),
+        cwd=ROOT,
+        timeout=timeout,
+    )
+
+
+def last_line(text):
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def creates(docker_client, tag, since):
+    """How many containers ddctl created for this test (the daemon's own event log)."""
+    evs = docker_client.events(
+        since=since,
+        until=int(time.time()) + 1,
+        filters={"type": "container", "event": "create", "label": f"io.ddctl.testcase={tag}"},
+        decode=True,
+    )
+    return len(list(evs))
+
+
+def frames_of(folder):
+    return {
+        n: hashlib.sha256(open(os.path.join(folder, n), "rb").read()).hexdigest()
+        for n in sorted(os.listdir(folder))
+        if n.endswith(".png")
+    }
+
+
+def ffprobe(docker_client, image, path):
+    """(frames, width, height, codec, pix_fmt) of a video, read by the image's ffprobe."""
+    out = docker_client.containers.run(
+        image,
+        entrypoint=["ffprobe"],
+        command=[
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,width,height,codec_name,pix_fmt",
+            "-of",
+            "json",
+            "/v/" + os.path.basename(path),
+        ],
+        volumes={os.path.dirname(path): {"bind": "/v", "mode": "ro"}},
+        network_disabled=True,
+        labels=dict(TEST_LABEL),
+        user=f"{os.getuid()}:{os.getgid()}",
+        remove=True,
+    )
+    s = json.loads(out)["streams"][0]
+    return int(s["nb_read_frames"]), s["width"], s["height"], s["codec_name"], s["pix_fmt"]
+
+
+@pytest.fixture(scope="module")
+def pic(tmp_path_factory):
+    d = tmp_path_factory.mktemp("zoompic")
+    img = Image.effect_mandelbrot((160, 120), (-2, -1.2, 1, 1.2), 60).convert("RGB")
+    img.save(str(d / "cat.png"))
+    return str(d / "cat.png")
+
+
+@pytest.fixture
+def tag():
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="module")
+def whole_zoom(docker_client, dream_image, pic, tmp_path_factory):
+    """An uninterrupted 5-frame zoom: (completed process, output folder, test tag, start time)."""
+    out = str(tmp_path_factory.mktemp("whole"))
+    tag = "t" + uuid.uuid4().hex[:10]
+    t0 = int(time.time())
+    r = ddctl("zoom", pic, *ZOOM, "--image", dream_image, "-o", out, tag=tag)
+    return r, out, tag, t0
+
+
+def test_a_zoom_makes_frames_a_video_and_a_gif_in_one_container(docker_client, dream_image, whole_zoom):
+    r, out, tag, t0 = whole_zoom
+    assert r.returncode == 0, r.stderr
+    video = os.path.join(out, "cat-zoom-inception_3b-output.mp4")
+    assert last_line(r.stdout) == video
+    folder = video[: -len(".mp4")]
+    assert sorted(frames_of(folder)) == ["0000.png", "0001.png", "0002.png", "0003.png", "0004.png"]
+    for n in frames_of(folder):
+        with Image.open(os.path.join(folder, n)) as im:
+            assert im.size == (160, 120)
+    assert ffprobe(docker_client, dream_image, video) == (5, 160, 120, "h264", "yuv420p")
+    with Image.open(folder + ".gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 5 and gif.size == (160, 120)
+    assert "frame 5/5" in r.stderr and "ETA" in r.stderr
+    assert creates(docker_client, tag, t0) == 1
+    assert os.stat(video).st_uid == os.getuid()
+    rec = json.load(open(os.path.join(folder, "zoom.json")))
+    assert rec["complete"] is True and rec["seed"] == 7 and rec["frames"] == 5
+
+
+def _interrupted_zoom(pic, image, out, tag, stop_after, *extra):
+    env = env_for(tag)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ddctl", "zoom", pic, *ZOOM, "--image", image, "-o", out, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    seen = []
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen.append(line)
+            if line.startswith(f"frame {stop_after}/"):
+                break
+        assert any(line.startswith(f"frame {stop_after}/") for line in seen), "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, "".join(seen) + err
+    assert "--resume" in err
+    return "".join(seen) + err
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["mount", "copy"])
+def test_an_interrupted_zoom_resumes_to_the_same_frames(
+    docker_client, dream_image, pic, whole_zoom, tmp_path, copy
+):
+    r, whole_out, _, _ = whole_zoom
+    assert r.returncode == 0, r.stderr
+    out, tag = str(tmp_path / "dreams"), "t" + uuid.uuid4().hex[:10]
+    extra = ["--copy"] if copy else []
+    _interrupted_zoom(pic, dream_image, out, tag, 3, *extra)
+    folder = os.path.join(out, "cat-zoom-inception_3b-output")
+    done = frames_of(folder)
+    assert 3 <= len(done) < 5 and not os.path.exists(folder + ".mp4")
+    assert os.path.exists(os.path.join(folder, ".resume.npz"))
+    assert not containers_left(docker_client, tag)
+    r2 = ddctl("zoom", pic, "--resume", "--image", dream_image, "-o", out, *extra, tag=tag)
+    assert r2.returncode == 0, r2.stderr
+    assert last_line(r2.stdout) == folder + ".mp4"
+    assert frames_of(folder) == frames_of(os.path.join(whole_out, "cat-zoom-inception_3b-output"))
+    assert ffprobe(docker_client, dream_image, folder + ".mp4")[0] == 5
+    assert not os.path.exists(os.path.join(folder, ".resume.npz"))
+    # and once complete there is nothing left to resume
+    r3 = ddctl("zoom", pic, "--resume", "--image", dream_image, "-o", out, *extra, tag=tag)
+    assert r3.returncode == 2 and "no unfinished zoom" in r3.stderr
+
+
+def containers_left(docker_client, tag):
+    return docker_client.containers.list(all=True, filters={"label": f"io.ddctl.testcase={tag}"})
+
+
+def test_a_zoom_never_overwrites_and_refuses_bad_input_leaving_nothing(
+    docker_client, dream_image, pic, tmp_path, tag
+):
+    out = tmp_path / "dreams"
+    for args, words in [
+        (["nosuchlayer"], "unknown layer 'nosuchlayer'"),
+        (["inception_3b/output", "--frames", "0"], "--frames goes from 1 to 9999"),
+        (["--resume"], "no unfinished zoom of cat"),
+    ]:
+        r = ddctl("zoom", pic, *args, "--image", dream_image, "-o", str(out), tag=tag)
+        assert r.returncode == 2, r.stderr
+        assert words in r.stderr and "Traceback" not in r.stderr
+        assert not out.exists() or os.listdir(str(out)) == []
+    r = ddctl("zoom", pic, *ZOOM[:3], "--frames", "1", "--image", dream_image, "-o", str(out), tag=tag)
+    r2 = ddctl(
+        "zoom", pic, *ZOOM[:3], "--frames", "1", "--image", dream_image, "-o", str(out), "--copy", tag=tag
+    )
+    assert r.returncode == 0 and r2.returncode == 0, r.stderr + r2.stderr
+    assert last_line(r2.stdout) == str(out / "cat-zoom-inception_3b-output-2.mp4")
+    assert sorted(os.listdir(str(out))) == [
+        "cat-zoom-inception_3b-output",
+        "cat-zoom-inception_3b-output-2",
+        "cat-zoom-inception_3b-output-2.gif",
+        "cat-zoom-inception_3b-output-2.mp4",
+        "cat-zoom-inception_3b-output.gif",
+        "cat-zoom-inception_3b-output.mp4",
+    ]
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["mount", "copy"])
+def test_a_sheet_of_four_layers_is_one_png_of_labelled_cells_from_one_container(
+    docker_client, dream_image, pic, tmp_path, tag, copy
+):
+    out = str(tmp_path / "dreams")
+    t0 = int(time.time())
+    args = ["--layers", ",".join(SHEET_LAYERS), "2", "2", "--seed", "3", "--image", dream_image, "-o", out]
+    r = ddctl("sheet", pic, *args, *(["--copy"] if copy else []), tag=tag)
+    assert r.returncode == 0, r.stderr
+    path = last_line(r.stdout)
+    assert os.listdir(out) == [os.path.basename(path)] and path.endswith(".png")
+    assert creates(docker_client, tag, t0) == 1
+    assert [f"cell {i}/4  {layer}" in r.stderr for i, layer in enumerate(SHEET_LAYERS, 1)] == [True] * 4
+    sheet = np.asarray(Image.open(path).convert("RGB"))
+    gap, strip = 4, 21  # engine/sheet.py: GAP, and the label strip of a 160 px wide cell
+    assert sheet.shape == (2 * (120 + strip) + 3 * gap, 2 * 160 + 3 * gap, 3)
+    cells = []
+    for k in range(4):
+        x, y = gap + (k % 2) * (160 + gap), gap + (k // 2) * (120 + strip + gap)
+        cells.append(sheet[y : y + 120, x : x + 160])
+        label = sheet[y + 120 : y + 120 + strip, x : x + 160]
+        assert (label.max(axis=2) > 200).sum() > 100  # light text on the dark strip
+    # four different dreams of one picture
+    assert len({c.tobytes() for c in cells}) == 4
+
+
+def test_sheet_refuses_bad_cells_in_one_line(dream_image, pic, tmp_path, tag):
+    out = tmp_path / "dreams"
+    for args, words in [
+        ([], "--layers all"),
+        (["--layers", "conv1/7x7_s2,nope"], "unknown layer 'nope'"),
+        (["--channels", "inception_3a/output:250-260"], "has channels 0-255"),
+    ]:
+        r = ddctl("sheet", pic, *args, "2", "1", "--image", dream_image, "-o", str(out), tag=tag)
+        assert r.returncode == 2, r.stderr
+        assert words in r.stderr and "Traceback" not in r.stderr
+        assert not out.exists() or os.listdir(str(out)) == []
