@@ -226,7 +226,7 @@ def test_a_sheet_of_four_layers_is_one_png_of_labelled_cells_from_one_container(
 ):
     out = str(tmp_path / "dreams")
     t0 = int(time.time())
-    args = ["--layers", ",".join(SHEET_LAYERS), "2", "2", "--seed", "3", "--image", dream_image, "-o", out]
+    args = ["2", "2", "--layers", ",".join(SHEET_LAYERS), "--seed", "3", "--image", dream_image, "-o", out]
     r = ddctl("sheet", pic, *args, *(["--copy"] if copy else []), tag=tag)
     assert r.returncode == 0, r.stderr
     path = last_line(r.stdout)
@@ -236,14 +236,14 @@ def test_a_sheet_of_four_layers_is_one_png_of_labelled_cells_from_one_container(
     sheet = np.asarray(Image.open(path).convert("RGB"))
     gap, strip = 4, 21  # engine/sheet.py: GAP, and the label strip of a 160 px wide cell
     assert sheet.shape == (2 * (120 + strip) + 3 * gap, 2 * 160 + 3 * gap, 3)
-    cells = []
+    cells, labels = [], []
     for k in range(4):
         x, y = gap + (k % 2) * (160 + gap), gap + (k // 2) * (120 + strip + gap)
         cells.append(sheet[y : y + 120, x : x + 160])
-        label = sheet[y + 120 : y + 120 + strip, x : x + 160]
-        assert (label.max(axis=2) > 200).sum() > 100  # light text on the dark strip
-    # four different dreams of one picture
-    assert len({c.tobytes() for c in cells}) == 4
+        labels.append(sheet[y + 120 : y + 120 + strip, x : x + 160])
+        assert (labels[-1].max(axis=2) > 200).sum() > 40  # light text on the dark strip
+    # four different dreams of one picture, four different labels
+    assert len({c.tobytes() for c in cells}) == 4 and len({lab.tobytes() for lab in labels}) == 4
 
 
 def test_sheet_refuses_bad_cells_in_one_line(dream_image, pic, tmp_path, tag):
@@ -253,7 +253,7 @@ def test_sheet_refuses_bad_cells_in_one_line(dream_image, pic, tmp_path, tag):
         (["--layers", "conv1/7x7_s2,nope"], "unknown layer 'nope'"),
         (["--channels", "inception_3a/output:250-260"], "has channels 0-255"),
     ]:
-        r = ddctl("sheet", pic, *args, "2", "1", "--image", dream_image, "-o", str(out), tag=tag)
+        r = ddctl("sheet", pic, "2", "1", *args, "--image", dream_image, "-o", str(out), tag=tag)
         assert r.returncode == 2, r.stderr
         assert words in r.stderr and "Traceback" not in r.stderr
         assert not out.exists() or os.listdir(str(out)) == []
