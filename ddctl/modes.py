@@ -79,7 +79,8 @@ def run_mode(
 
     def build_first(tag):
         emit("build-needed", {"tag": tag, "command": build_command(tag)})
-        build(tag)
+        if build is not None:
+            build(tag)
 
     img = ensure_image(client, image, build_first if build else None)
     emit("image", {"tag": image, "weights": weights_of(img)})
@@ -97,7 +98,7 @@ def run_mode(
     failure = outcome.failure()
     if failure is not None:
         raise failure
-    done = outcome.done
+    done = outcome.done or {}
     path = host_path(done.get("path", ""), job.outdir, outcome.copied)
     if mode == "copy":
         files = sorted(outcome.copied.values())
@@ -252,7 +253,9 @@ def copy_back(container, outdir: str, keep: Optional[str] = None) -> dict:
                 rel = parts[1:]
                 if rel[-1].startswith(".tmp-"):
                     continue  # a file the engine was still writing
-                members.append((rel, tar.extractfile(m).read()))
+                fileobj = tar.extractfile(m)
+                if fileobj is not None:
+                    members.append((rel, fileobj.read()))
     tops = {rel[0] for rel, _ in members}
     plan = plan_names(tops, outdir, keep)
     written = {}

@@ -77,7 +77,7 @@ def read_settings(folder: str) -> Optional[dict]:
 
 
 def unfinished(folder: str) -> bool:
-    rec = read_settings(folder)
+    rec = read_settings(folder) or {}
     return bool(rec) and not rec.get("complete") and os.path.isfile(os.path.join(folder, STATE))
 
 

@@ -34,7 +34,7 @@ def parse_channels(spec):
     layer, sep, rest = spec.rpartition(':')
     if not sep or not layer or not rest:
         raise ValueError('--channels is LAYER:FIRST-LAST (e.g. inception_4c/output:0-15), got %r' % spec)
-    chans = []
+    chans: list = []
     for part in rest.split(','):
         m = re.match(r'^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$', part)
         if not m:

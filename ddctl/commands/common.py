@@ -6,7 +6,7 @@ Command modules import this one, never each other.
 
 import argparse
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -248,7 +248,8 @@ class UnitsView:
     def __init__(self, ui, unit: str, verb: str):
         self.ui, self.unit, self.verb = ui, unit, verb
         self.live = ui.err.is_terminal
-        self.progress = self.task = None
+        self.progress: Optional[Progress] = None
+        self.task: Any = None
         self.total = self.first = self.done = 0
         self.steps_total = 1
         self.step = 0
