@@ -60,8 +60,18 @@ def add_parser(sub):
         metavar="F",
         help=f"size ratio between octaves (default {ENGINE_DEFAULTS['octave_scale']})",
     )
-    p.add_argument("--step-size", type=positive_float, metavar="F", help="gradient step (default 1.5)")
-    p.add_argument("--jitter", type=non_negative_int, metavar="PX", help="random shift (default 32)")
+    p.add_argument(
+        "--step-size",
+        type=positive_float,
+        metavar="F",
+        help=f"gradient step (default {ENGINE_DEFAULTS['step_size']})",
+    )
+    p.add_argument(
+        "--jitter",
+        type=non_negative_int,
+        metavar="PX",
+        help=f"random shift (default {ENGINE_DEFAULTS['jitter']})",
+    )
     p.add_argument("--seed", type=int, metavar="N", help="random seed, for repeatable pictures")
     p.add_argument(
         "--save-steps",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 # The engine's defaults (engine/cli.py DEFAULTS), bound by tests/unit/test_contract.py.
+# step_size and jitter are left to the engine (DreamOptions None) and named in --help.
 DEFAULT_LAYER = "inception_4c/output"
 DEFAULT_ITERATIONS = 10
 DEFAULT_OCTAVES = 4
@@ -18,6 +19,8 @@ ENGINE_DEFAULTS = {
     "iterations": DEFAULT_ITERATIONS,
     "octaves": DEFAULT_OCTAVES,
     "octave_scale": DEFAULT_OCTAVE_SCALE,
+    "step_size": 1.5,
+    "jitter": 32,
 }
 # A phone's 12-megapixel photo would take 20x the time of the notebook's 1024x576 example
 # and several GB of memory (more than many Docker VMs have): dream at a size that fits,

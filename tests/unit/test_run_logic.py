@@ -5,8 +5,8 @@ test_contract.py; the fake container below replays events the engine really emit
 """
 
 import io
-import json
 import os
+import sys
 import tarfile
 import tempfile
 import types
@@ -20,6 +20,10 @@ from ddctl.errors import DdctlError, Interrupted, UsageError
 from ddctl.image import DEFAULT_TAG
 from ddctl.run import archive, dream, naming, options, progress, transfer
 from ddctl.run.options import DreamOptions
+from engine import cli as engine_cli
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_engine_fakenet import FakeNet
 
 LOCAL = Endpoint(host="unix:///var/run/docker.sock", source="default")
 
@@ -29,47 +33,6 @@ def run_dream(client, source, opts=None, output_dir="dreams", ep=LOCAL, transfer
     with tempfile.TemporaryDirectory() as workdir:
         job = dream.prepare(source, workdir, opts, output_dir, transfer, on_event)
         return dream.dream(client, job, ep, on_event=on_event, **kw)
-
-
-def test_engine_command_follows_the_contract():
-    o = DreamOptions(
-        layer="inception_3b/5x5_reduce",
-        iterations=19,
-        octaves=4,
-        octave_scale=1.4,
-        step_size=2.0,
-        jitter=0,
-        seed=7,
-        save_steps=True,
-        max_size=160,
-    )
-    assert options.engine_command("/input/cat.jpg", "cat", o) == [
-        "/input/cat.jpg",
-        "inception_3b/5x5_reduce",
-        "19",
-        "4",
-        "1.4",
-        "--name",
-        "cat",
-        "--progress",
-        "json",
-        "--step-size",
-        "2",
-        "--jitter",
-        "0",
-        "--seed",
-        "7",
-        "--save-steps",
-        "--max-size",
-        "160",
-    ]
-    assert options.engine_command("/input/a.png", "a", DreamOptions())[:5] == [
-        "/input/a.png",
-        "inception_4c/output",
-        "10",
-        "4",
-        "1.4",
-    ]
 
 
 @pytest.mark.parametrize(
@@ -194,34 +157,25 @@ def test_the_eta_weighs_octaves_by_their_pixels():
 # --- dream() against a faked SDK --------------------------------------------------------
 
 
-def events_lines(*events):
-    return [(json.dumps(e) + "\n").encode() for e in events]
+def engine_lines(*argv):
+    """What the engine really prints for argv (on the fake net, in a folder that stands for
+    the container's /images, its paths written as the container's): a list of byte lines."""
+    with tempfile.TemporaryDirectory() as images:
+        Image.new("RGB", (40, 30), (200, 120, 90)).save(os.path.join(images, "cat.png"))
+        out = io.StringIO()
+        engine_cli.main(
+            ["cat.png", *argv, "--progress", "json", "--output-dir", images],
+            net_factory=lambda p, w: FakeNet(),
+            stdout=out,
+            stderr=io.StringIO(),
+        )
+        text = out.getvalue().replace(images, options.IMAGES)
+    return [(line + "\n").encode() for line in text.splitlines()]
 
 
-OK_EVENTS = [
-    {
-        "event": "start",
-        "source": "/input/cat.png",
-        "layer": "l",
-        "width": 40,
-        "height": 30,
-        "octaves": 1,
-        "iterations": 1,
-        "steps_total": 1,
-    },
-    {
-        "event": "step",
-        "step": 1,
-        "steps_total": 1,
-        "octave": 0,
-        "iteration": 0,
-        "width": 40,
-        "height": 30,
-        "elapsed": 0.1,
-    },
-    {"event": "saved", "kind": "final", "path": "/images/cat-l-i1-o1.png"},
-    {"event": "done", "path": "/images/cat-l-i1-o1.png", "elapsed": 0.2},
-]
+OK_EVENTS = engine_lines("conv1", "1", "1")  # start, step, saved, done
+FINAL = "cat-conv1-i1-o1.png"
+ONE = DreamOptions(layer="conv1", iterations=1, octaves=1)
 
 
 class FakeContainer:
@@ -258,7 +212,7 @@ class FakeContainer:
 
     def get_archive(self, path):
         self.client.log.append("get_archive " + path)
-        return iter([images_tar({"cat-l-i1-o1.png": b"png"}).getvalue()]), {}
+        return iter([images_tar({FINAL: b"png"}).getvalue()]), {}
 
     def stop(self, timeout=None):
         self.stopped = True
@@ -299,18 +253,18 @@ def cat(tmp_path):
 
 
 def test_a_mounted_run_reports_events_and_removes_its_container(tmp_path, cat):
-    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
+    client = FakeClient(chunks=OK_EVENTS, code=0)
     seen = []
     res = run_dream(
         client,
         cat,
-        DreamOptions(layer="l", iterations=1, octaves=1),
+        ONE,
         output_dir=str(tmp_path / "out"),
         ep=LOCAL,
         on_event=seen.append,
     )
     c = client.containers_made[0]
-    assert res.path == str(tmp_path / "out" / "cat-l-i1-o1.png") and res.transfer == "mount"
+    assert res.path == str(tmp_path / "out" / FINAL) and res.transfer == "mount"
     assert c.kw["network_disabled"] and c.kw["network_mode"] == "none"
     assert c.kw["user"] == f"{os.getuid()}:{os.getgid()}" and "io.ddctl.run" in c.kw["labels"]
     mounts = {m["Target"]: m for m in c.kw["mounts"]}
@@ -324,12 +278,12 @@ def test_a_mounted_run_reports_events_and_removes_its_container(tmp_path, cat):
 def test_a_copied_run_puts_the_input_and_gets_the_results(tmp_path, cat):
     out = tmp_path / "out"
     out.mkdir()
-    (out / "cat-l-i1-o1.png").write_bytes(b"older")
-    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
+    (out / FINAL).write_bytes(b"older")
+    client = FakeClient(chunks=OK_EVENTS, code=0)
     res = run_dream(
         client,
         cat,
-        DreamOptions(layer="l", iterations=1, octaves=1),
+        ONE,
         output_dir=str(out),
         ep=LOCAL,
         transfer="copy",
@@ -339,16 +293,16 @@ def test_a_copied_run_puts_the_input_and_gets_the_results(tmp_path, cat):
     with tarfile.open(fileobj=io.BytesIO(c.put[0][1])) as t:
         m = t.getmember("input/cat.png")
         assert m.mode == 0o644 and m.uid == os.getuid()
-    assert res.transfer == "copy" and res.path == str(out / "cat-l-i1-o1-2.png")
-    assert (out / "cat-l-i1-o1.png").read_bytes() == b"older" and c.removed
+    assert res.transfer == "copy" and res.path == str(out / "cat-conv1-i1-o1-2.png")
+    assert (out / FINAL).read_bytes() == b"older" and c.removed
 
 
 def test_the_engine_refusal_is_a_usage_error_with_its_message(tmp_path, cat):
-    err = {"event": "error", "code": "unknown_layer", "message": "unknown layer 'x': choose one of a, b"}
-    client = FakeClient(chunks=events_lines(err), code=2)
+    client = FakeClient(chunks=engine_lines("inception_9z/output"), code=2)
     with pytest.raises(UsageError) as e:
         run_dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
-    assert e.value.message == "unknown layer 'x': choose one of a, b"
+    assert e.value.message.startswith("unknown layer 'inception_9z/output': choose one of ")
+    assert "conv1" in e.value.message
     assert client.containers_made[0].removed
 
 
@@ -361,7 +315,7 @@ def test_an_engine_crash_shows_its_last_stderr_lines(tmp_path, cat):
 
 
 def test_ctrl_c_stops_and_removes_the_container(tmp_path, cat):
-    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0, interrupt_after=2)
+    client = FakeClient(chunks=OK_EVENTS, code=0, interrupt_after=2)
     with pytest.raises(Interrupted) as e:
         run_dream(client, cat, output_dir=str(tmp_path / "o"), ep=LOCAL)
     c = client.containers_made[0]
@@ -377,7 +331,7 @@ def test_no_image_without_build_names_the_command(tmp_path, cat):
 
 
 def test_no_image_is_built_first_when_allowed(tmp_path, cat):
-    client = FakeClient(present=False, chunks=events_lines(*OK_EVENTS), code=0)
+    client = FakeClient(present=False, chunks=OK_EVENTS, code=0)
     built, seen = [], []
 
     def build(tag):
@@ -397,12 +351,12 @@ def test_a_bad_input_never_starts_a_container(tmp_path):
 
 
 def test_a_daemon_that_cannot_see_the_folders_falls_back_to_the_copy(tmp_path, cat):
-    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0, no_binds=True)
+    client = FakeClient(chunks=OK_EVENTS, code=0, no_binds=True)
     seen = []
     res = run_dream(
         client,
         cat,
-        DreamOptions(layer="l", iterations=1, octaves=1),
+        ONE,
         output_dir=str(tmp_path / "o"),
         ep=LOCAL,
         on_event=seen.append,
@@ -412,7 +366,7 @@ def test_a_daemon_that_cannot_see_the_folders_falls_back_to_the_copy(tmp_path, c
 
 
 def test_a_container_removed_by_someone_else_is_one_sentence(tmp_path, cat):
-    client = FakeClient(chunks=events_lines(*OK_EVENTS), code=0)
+    client = FakeClient(chunks=OK_EVENTS, code=0)
     client._create_orig = client._create
 
     def create(image, **kw):
