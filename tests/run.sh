@@ -4,7 +4,7 @@
 #   - installs ddctl with its test extras (editable, from this checkout), then runs
 #     tests/lint.sh (ruff, the formatter check, mypy, shellcheck): a finding stops the run;
 #   - as root on Debian: installs Debian's docker.io and starts dockerd with the flags of
-#     DESIGN.md when no daemon answers, and bootstraps debian:bullseye-slim offline when it
+#     README "Tests" when no daemon answers, and bootstraps debian:bullseye-slim offline when it
 #     is absent; otherwise uses whatever daemon answers (or the integration tests skip,
 #     saying why, except under CI=true where that is a failure);
 #   - runs pytest over tests/ (unit and integration), passing extra arguments through.

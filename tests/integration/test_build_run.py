@@ -2,9 +2,9 @@
 the real image (untrained weights), pictures served on 127.0.0.1. Small sizes throughout."""
 
 import hashlib
-import http.server
 import io
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -56,38 +56,22 @@ def exif_rotated_jpeg():
     return buf.getvalue()
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    routes = {}
-
-    def do_GET(self):
-        if self.path not in self.routes:
-            self.send_error(404, "Not Found")
-            return
-        ctype, body = self.routes[self.path]
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
 @pytest.fixture(scope="module")
-def web():
-    Handler.routes = {
-        "/photos/cat.jpg": ("image/jpeg", picture()),
-        "/big.jpg": ("image/jpeg", picture(size=(900, 600))),
-        "/page.jpg": ("image/jpeg", b"<!doctype html><html><body>Sign in to see this picture</body></html>"),
-        "/notes": ("text/plain", b"these are not the pixels you are looking for\n"),
-        "/noise.png": ("image/png", os.urandom(5000)),
-    }
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+def web(http_server):
+    def typed(ctype, body):
+        return (200, {"Content-Type": ctype}, body)
+
+    return http_server(
+        {
+            "/photos/cat.jpg": typed("image/jpeg", picture()),
+            "/big.jpg": typed("image/jpeg", picture(size=(900, 600))),
+            "/page.jpg": typed(
+                "image/jpeg", b"<!doctype html><html><body>Sign in to see this picture</body></html>"
+            ),
+            "/notes": typed("text/plain", b"these are not the pixels you are looking for\n"),
+            "/noise.png": typed("image/png", os.urandom(5000)),
+        }
+    ).url
 
 
 @pytest.fixture
@@ -355,20 +339,28 @@ def test_ctrl_c_stops_and_removes_the_container_and_keeps_the_folder(
         env=env,
         cwd=ROOT,
     )
-    seen = []
+    # stderr is read by a thread, so that waiting for "step 2/" has a real deadline
+    # (a readline() on the pipe would block past it).
+    lines, seen = queue.Queue(), []
+    reader = threading.Thread(
+        target=lambda: [lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True
+    )
+    reader.start()
     try:
         deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if line.startswith("step 2/"):
-                break
-        assert any(line.startswith("step 2/") for line in seen), "".join(seen)
+        while not any(line.startswith("step 2/") for line in seen):
+            try:
+                seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+            except queue.Empty:
+                pytest.fail("no `step 2/` line within 180 s:\n" + "".join(seen))
         assert len(containers_of(docker_client, tag)) == 1  # it is running now
         proc.send_signal(signal.SIGINT)
-        out_text, err_text = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        out_text = proc.stdout.read()
+        reader.join(timeout=10)
+        while not lines.empty():
+            seen.append(lines.get_nowait())
+        err_text = "".join(seen)
     finally:
         if proc.poll() is None:
             proc.kill()

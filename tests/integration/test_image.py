@@ -1,16 +1,14 @@
 """The dream image against the real daemon: builds, weights, labels, the engine inside.
 
 Uses the session fixture `dream_image` (tests/integration/image_fixtures.py: the image built
-with WEIGHTS=untrained). Everything created carries io.ddctl.test=1 and is removed after.
+with WEIGHTS=untrained). Everything created carries io.ddctl.test=<session> and is removed after.
 Pictures stay small (160x120, 2 iterations, 2 octaves) so the suite fits CI's time.
 """
 
 import hashlib
-import http.server
 import json
 import os
 import re
-import threading
 
 import numpy as np
 import pytest
@@ -18,14 +16,19 @@ from dockertest import TEST_LABEL
 from image_fixtures import REPO, api_client, build_image, copy_from_image
 from PIL import Image
 
+from ddctl.containers import run_to_completion
+from ddctl.image import BVLC_GOOGLENET_SHA1
+
 WEIGHTS_PATH = "/opt/ddctl/model/bvlc_googlenet.caffemodel"
 ALTERNATIVES = "use --weights untrained, --weights PATH, or --weights-url URL --weights-sha1 HEX"
 
 
 def run_in_image(docker_client, image, command, entrypoint=None, volumes=None, user=None):
-    """Run a container to the end; return (exit code, stdout, stderr). Always removed."""
-    container = docker_client.containers.create(
+    """Run a container to the end with ddctl's own helper; (exit code, stdout, stderr). Always removed."""
+    return run_to_completion(
+        docker_client,
         image,
+        timeout=900,
         command=command,
         entrypoint=entrypoint,
         volumes=volumes or {},
@@ -34,14 +37,6 @@ def run_in_image(docker_client, image, command, entrypoint=None, volumes=None, u
         user=user,
         environment={"PYTHONDONTWRITEBYTECODE": "1"},
     )
-    try:
-        container.start()
-        code = container.wait(timeout=900)["StatusCode"]
-        out = container.logs(stdout=True, stderr=False).decode("utf-8", "replace")
-        err = container.logs(stdout=False, stderr=True).decode("utf-8", "replace")
-        return code, out, err
-    finally:
-        container.remove(force=True)
 
 
 def remove_image(docker_client, tag):
@@ -104,54 +99,27 @@ def test_list_layers_offers_blobs_not_relus(docker_client, dream_image):
 # the weights at build time
 
 
-def test_default_build_fails_with_the_alternatives(docker_client, dream_image):
-    """The published weights' host is unreachable here: the build must say what to do."""
+def test_default_build_fails_with_the_alternatives_when_the_weights_host_is_unreachable(
+    docker_client, dream_image
+):
+    """The default download (the published file and SHA1) from a host that does not answer
+    (a closed port on 127.0.0.1, so that the test means the same with or without Internet):
+    the build must say what to do."""
     tag = "ddctl/deepdream:test-default"
-    image_id, log, error = build_image(api_client(docker_client), tag, {})
+    url = "http://127.0.0.1:9/bvlc_googlenet.caffemodel"
+    buildargs = {"WEIGHTS": "download", "WEIGHTS_URL": url, "WEIGHTS_SHA1": BVLC_GOOGLENET_SHA1}
+    image_id, log, error = build_image(api_client(docker_client), tag, buildargs)
     remove_image(docker_client, tag)
     assert error is not None and image_id is None
-    assert "cannot get the weights" in log
-    assert "dl.caffe.berkeleyvision.org" in log
+    assert f"ddctl: cannot get the weights: {url} is unreachable" in log
     assert ALTERNATIVES in log
 
 
-class _Server:
-    """A static file on http://127.0.0.1:PORT/ (the image build uses host networking)."""
-
-    def __init__(self, files):
-        files = dict(files)
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                body = files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture(scope="module")
-def weights_server(docker_client, dream_image):
+def weights_server(docker_client, dream_image, http_server):
     """Serves the untrained image's weights (a real caffemodel) as /bvlc_googlenet.caffemodel."""
     data = copy_from_image(docker_client, dream_image, WEIGHTS_PATH)
-    server = _Server({"/bvlc_googlenet.caffemodel": data})
-    yield server, hashlib.sha1(data).hexdigest()
-    server.close()
+    return http_server({"/bvlc_googlenet.caffemodel": data}), hashlib.sha1(data).hexdigest()
 
 
 def test_download_from_a_mirror_with_the_right_sha1_builds(docker_client, weights_server):

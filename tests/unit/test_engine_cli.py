@@ -1,13 +1,11 @@
 """The container's command line as a user (or ddctl) sees it: events, files, exit codes."""
 
-import http.server
 import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -306,38 +304,15 @@ def test_interrupt_before_the_first_step_leaves_no_empty_steps_folder(pic):
     assert code == 130 and os.listdir(str(pic)) == ['cat.jpg']
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    routes = {}
-
-    def do_GET(self):
-        status, ctype, body = self.routes.get(self.path, (404, 'text/html', b'<html>nope</html>'))
-        self.send_response(status)
-        self.send_header('Content-Type', ctype)
-        self.send_header('Content-Length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
-@pytest.fixture
-def server():
-    srv = http.server.HTTPServer(('127.0.0.1', 0), _Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield 'http://127.0.0.1:%d' % srv.server_address[1]
-    srv.shutdown()
-    srv.server_close()
-
-
-def test_url_source_is_fetched_and_named_after_its_file(tmp_path, server):
+def test_url_source_is_fetched_and_named_after_its_file(tmp_path, http_server):
     buf = io.BytesIO()
     Image.new('RGBA', (30, 20), (0, 128, 0, 255)).save(buf, 'PNG')
-    _Handler.routes = {
-        '/pics/sky%20blue.png': (200, 'image/png', buf.getvalue()),
-        '/page.jpg': (200, 'text/html; charset=utf-8', b'<html>login</html>'),
-    }
+    server = http_server(
+        {
+            '/pics/sky%20blue.png': (200, {'Content-Type': 'image/png'}, buf.getvalue()),
+            '/page.jpg': (200, {'Content-Type': 'text/html; charset=utf-8'}, b'<html>login</html>'),
+        }
+    ).url
     code, ev, _ = run_json(
         [server + '/pics/sky%20blue.png', 'conv1', '1', '1', '--output-dir', str(tmp_path)]
     )

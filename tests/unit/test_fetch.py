@@ -1,8 +1,6 @@
 """Getting the input: a real HTTP server on 127.0.0.1 in a thread, real Pillow checks."""
 
-import http.server
 import io
-import threading
 
 import pytest
 from PIL import Image
@@ -21,49 +19,22 @@ JPEG = picture_bytes()
 HTML = b"<!DOCTYPE html><html><head><title>Cat</title></head><body><img src=x.jpg></body></html>"
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    routes = {}
-
-    def do_GET(self):
-        route = self.routes.get(self.path)
-        if route is None:
-            self.send_error(404, "Not Found")
-            return
-        status, headers, body = route
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        if "Content-Length" not in headers and not self.path.startswith("/stream"):
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if body:
-            self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
 @pytest.fixture(scope="module")
-def server():
-    Handler.routes = {
+def server(http_server):
+    routes = {
         "/cat.jpg": (200, {"Content-Type": "image/jpeg"}, JPEG),
         "/page": (200, {"Content-Type": "image/jpeg"}, HTML),  # lies about its type
         "/notes.txt": (200, {"Content-Type": "text/plain"}, b"just some words\n" * 10),
         "/cut.jpg": (200, {"Content-Type": "image/jpeg"}, JPEG[: len(JPEG) // 2]),
         "/big.jpg": (200, {"Content-Type": "image/jpeg"}, JPEG + b"\0" * 200_000),
-        "/stream.jpg": (200, {"Content-Type": "image/jpeg"}, JPEG + b"\0" * 200_000),  # no length
+        "/stream.jpg": (200, {"Content-Type": "image/jpeg", "Content-Length": None}, JPEG + b"\0" * 200_000),
         "/liar.jpg": (200, {"Content-Type": "image/jpeg", "Content-Length": "999999999"}, b""),
         "/go": (302, {"Location": "/cat.jpg"}, b""),
         "/loop": (302, {"Location": "/loop"}, b""),
         "/boom": (500, {}, b"oops"),
         "/huge.png": (200, {"Content-Type": "image/png"}, picture_bytes("PNG", "L", (3000, 3000))),
     }
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    return http_server(routes).url
 
 
 def write(path, data):

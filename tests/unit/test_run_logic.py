@@ -6,6 +6,7 @@ test_contract.py; the fake container below replays events the engine really emit
 
 import io
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -67,13 +68,57 @@ def test_the_output_folder_is_created_or_refused(tmp_path):
     assert "not a folder" in e.value.message
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_a_read_only_output_folder_is_refused(tmp_path):
-    d = tmp_path / "ro"
-    d.mkdir(mode=0o555)
-    with pytest.raises(UsageError) as e:
-        naming.prepare_output_dir(str(d))
-    assert "not writable" in e.value.message
+NOBODY = 65534
+
+
+def as_unprivileged(func, *args):
+    """func(*args) as a user who may not write everywhere: as we are, or, when we are root
+    (CI runs as root), in a forked child that became nobody. Returns the message of the
+    DdctlError it raised, or None."""
+
+    def call():
+        try:
+            func(*args)
+        except DdctlError as exc:
+            return exc.message
+        return None
+
+    if os.geteuid() != 0:
+        return call()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop root for good, answer through the pipe, never return
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            msg = call()
+            os.write(w, ("-" if msg is None else "+" + msg).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        answer = f.read().decode()
+    os.waitpid(pid, 0)
+    assert answer, "the unprivileged child died without answering"
+    return None if answer == "-" else answer[1:]
+
+
+def test_a_read_only_output_folder_is_refused():
+    base = tempfile.mkdtemp(prefix="ddctl-ro-")  # under /tmp: nobody may reach it
+    try:
+        os.chmod(base, 0o755)
+        ro = os.path.join(base, "ro")
+        os.mkdir(ro)
+        os.chmod(ro, 0o555)
+        msg = as_unprivileged(naming.prepare_output_dir, ro)
+        assert msg and "is not writable by this user" in msg and ro in msg
+        assert as_unprivileged(naming.prepare_output_dir, base + "/ro/sub") is not None  # cannot create
+        os.chmod(ro, 0o777)
+        assert as_unprivileged(naming.prepare_output_dir, ro) is None  # the same folder, writable
+    finally:
+        shutil.rmtree(base)
 
 
 def test_free_names_follow_the_engine_rule(tmp_path):
