@@ -3,7 +3,7 @@
 #
 #   1. if some daemon already answers at DOCKER_HOST (or the default socket): do nothing;
 #   2. install Debian's docker.io when dockerd is missing (needs root and apt);
-#   3. start dockerd with the flags measured in DESIGN.md for machines with no
+#   3. start dockerd with the flags of README "Tests" for machines with no
 #      bridge/iptables support, and wait until it answers.
 #
 # Safe to re-run. Prints the pid of a daemon it started to $DDCTL_DOCKERD_PIDFILE
@@ -44,7 +44,7 @@ fi
 pidfile="${DDCTL_DOCKERD_PIDFILE:-/run/ddctl-dockerd.pid}"
 logfile="${DDCTL_DOCKERD_LOG:-/var/log/ddctl-dockerd.log}"
 log "starting dockerd (log: $logfile)"
-# --bridge=none etc.: this kind of machine has no bridge/iptables support (DESIGN.md);
+# --bridge=none etc.: this kind of machine has no bridge/iptables support (README "Tests");
 # builds use the host network and dream runs use no network at all.
 nohup dockerd --bridge=none --iptables=false --ip-masq=false >"$logfile" 2>&1 &
 echo $! >"$pidfile"

@@ -2,7 +2,10 @@
 
 When none answers they are skipped with the reason, except under CI=true, where a
 missing daemon fails the run: a green CI that skipped the real tests is not green.
-Everything a test creates carries the label io.ddctl.test=1 and is removed after.
+Everything a test creates carries the label io.ddctl.test=<session> (dockertest.py) and is
+removed by that label at the end of the session: containers, and the images the session
+built, except the dream image it tags (kept for the next run's layer cache). Earlier
+builds that a later build re-tagged are removed that way too.
 """
 
 import os
@@ -13,7 +16,7 @@ from dockertest import BASE_IMAGE, TEST_LABEL, TEST_LABEL_FILTER  # noqa: F401
 
 # The dream image, built once per session with untrained weights (image_fixtures.py).
 # Imported here only: a fixture imported into several test modules is built once per module.
-from image_fixtures import dream_image  # noqa: F401
+from image_fixtures import IMAGE_TAG, dream_image  # noqa: F401
 
 from ddctl.client import DOCKER_ERRORS, explain, make_client
 from ddctl.errors import DdctlError
@@ -38,13 +41,25 @@ def docker_client():
             pytest.fail(f"CI=true but no Docker daemon answers: {why}")
         pytest.skip(f"no Docker daemon answers: {why}")
     yield client
-    # Remove whatever the tests left behind, by label.
-    for c in client.containers.list(all=True, filters={"label": TEST_LABEL_FILTER}):
+    remove_session_leftovers(client)
+    client.close()
+
+
+def remove_session_leftovers(client, label_filter=TEST_LABEL_FILTER, keep=IMAGE_TAG):
+    """Remove what this session's tests left on the daemon, by this session's label only:
+    containers, then images (untagged ones included) but the one tagged `keep`."""
+    for c in client.containers.list(all=True, filters={"label": label_filter}):
         try:
             c.remove(force=True)
         except Exception:
             pass
-    client.close()
+    for image in client.images.list(filters={"label": label_filter}):
+        if keep in image.tags:
+            continue
+        try:
+            client.images.remove(image.id, force=True)
+        except Exception:
+            pass
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Real dockerd processes for the doctor's tests: started here, stopped by their own pid.
 
 Each daemon gets its own data and exec roots under one short temporary folder (unix
-socket paths must stay under 108 bytes) and the flags of DESIGN.md; the machine's main
+socket paths must stay under 108 bytes) and the flags of README "Tests"; the machine's main
 dockerd (/var/run/docker.sock) is never touched.
 """
 

@@ -3,10 +3,10 @@
 conftest.py imports `dream_image`; test modules must not import it again (that would
 build once per module).
 
-`dream_image` builds the repository's Dockerfile with WEIGHTS=untrained (no download: the
-weights' host is unreachable on test machines) once per session and yields its tag. The
-image keeps its tag after the session (later runs reuse the layer cache); it carries
-io.ddctl.test=1. Helpers here are shared with test_image.py.
+`dream_image` builds the repository's Dockerfile with WEIGHTS=untrained (no download)
+once per session and yields its tag. It carries io.ddctl.test=<session>; it is the one
+image of the session kept after it (conftest.remove_session_leftovers), so that later runs
+reuse its layer cache. Helpers here are shared with test_image.py.
 """
 
 import io

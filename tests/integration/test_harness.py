@@ -1,6 +1,9 @@
 """The harness itself: ddctl's client reaches a real daemon, and a container from the
 base image writes into a bind-mounted host folder that we read back."""
 
+import io
+import uuid
+
 from dockertest import TEST_LABEL
 
 from ddctl.client import make_client, resolve_endpoint
@@ -33,3 +36,33 @@ def test_container_writes_into_a_bind_mounted_folder(docker_client, base_image, 
         container.remove(force=True)
     assert (out / "hello.txt").read_text() == "dreamed\n"
     assert not docker_client.containers.list(all=True, filters={"name": unique_name})
+
+
+def test_the_session_s_leftovers_are_removed_by_its_label_only(docker_client, base_image):
+    """What conftest.remove_session_leftovers does at the end of every session, on a label of
+    this test's own: a re-tagged (now untagged) build and other builds go, the kept tag stays."""
+    from conftest import remove_session_leftovers
+
+    label = {"io.ddctl.test": f"{TEST_LABEL['io.ddctl.test']}-leftovers-{uuid.uuid4().hex[:8]}"}
+    name = "ddctl/leftovers-" + uuid.uuid4().hex[:8]
+
+    def build(tag, n):
+        dockerfile = f"FROM {base_image}\nLABEL n={n}\n".encode()
+        for _ in docker_client.api.build(fileobj=io.BytesIO(dockerfile), tag=tag, labels=label, rm=True):
+            pass
+        return docker_client.images.get(tag).id
+
+    first = build(f"{name}:dream", 1)
+    second = build(f"{name}:dream", 2)  # the first one is now untagged: a leftover
+    other = build(f"{name}:other", 3)
+    unlabelled = docker_client.images.get(base_image).id
+    remove_session_leftovers(docker_client, "io.ddctl.test=" + label["io.ddctl.test"], keep=f"{name}:dream")
+    left = {
+        i.id for i in docker_client.images.list(filters={"label": "io.ddctl.test=" + label["io.ddctl.test"]})
+    }
+    try:
+        assert first != second and left == {second}
+        assert docker_client.images.get(unlabelled).id == unlabelled  # never touched
+        assert other not in {i.id for i in docker_client.images.list(all=True)}
+    finally:
+        docker_client.images.remove(second, force=True)
