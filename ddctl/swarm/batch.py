@@ -47,6 +47,7 @@ from docker.types import (
 from ddctl.containers import extra_labels
 from ddctl.errors import DdctlError, Interrupted, UsageError
 from ddctl.fetch import get_picture, is_url
+from ddctl.image import DEFAULT_TAG
 from ddctl.run.archive import extract_new_files
 from ddctl.run.naming import prepare_output_dir
 from ddctl.run.options import DreamOptions, engine_command
@@ -226,7 +227,7 @@ class SwarmBatch:
         client,
         opts: DreamOptions | None = None,
         output_dir: str = "dreams",
-        image: str = "ddctl/deepdream:latest",
+        image: str = DEFAULT_TAG,
         sopts: SwarmOptions | None = None,
         on_event: Callable[[SwarmEvent], None] | None = None,
         labels: dict | None = None,
