@@ -272,3 +272,21 @@ def test_bad_sheet_input_is_one_line_exit_2_and_leaves_nothing(pic, extra, words
     code, ev, err = run(['--mode', 'sheet', 'cat.png', '--output-dir', str(pic)] + extra)
     assert code == 2 and ev[-1]['event'] == 'error' and words in ev[-1]['message'], ev
     assert sorted(os.listdir(str(pic))) == before
+
+
+def test_a_channel_sheet_dreams_each_channel_objective(pic):
+    code, ev, err = run(
+        ['--mode', 'sheet', 'cat.png', '-', '2', '1', '--channels', 'conv2:0,3', '--seed', '4']
+        + ['--output-dir', str(pic)]
+    )
+    assert code == 0, err
+    assert [e['label'] for e in ev if e['event'] == 'cell'] == ['conv2:0', 'conv2:3']
+    got = np.asarray(Image.open(str(pic / 'cat-sheet-conv2-channels-i2-o1.png')))
+    img = np.asarray(Image.open(str(pic / 'cat.png')))
+    for (x, y, w, h), spec in zip(sheet.cell_boxes(2, 40, 56), ['conv2:0', 'conv2:3']):
+        net = FakeNet()
+        objective = cli.check_layer(net, spec)
+        want = dream.to_uint8(
+            dream.deepdream(net, img, iter_n=2, octave_n=1, end=objective, rng=np.random.RandomState(4))
+        )
+        assert np.array_equal(got[y : y + h, x : x + w], want), spec
