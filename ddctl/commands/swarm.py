@@ -4,6 +4,7 @@ is ddctl/swarm/). DOCKER_HOST or the docker context must point at a swarm manage
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -85,6 +86,9 @@ def add_parser(sub):
         metavar="N",
         help="tasks at a time (default: the ready nodes' CPUs divided by --cpus)",
     )
+    r.add_argument(
+        "--per-node", type=_number(int, 1), metavar="N", help="at most N tasks on one node at a time"
+    )
     r.set_defaults(func=run_batch)
     s = verbs.add_parser(
         "setup", help="start the swarm's registry (done on first use too) and check the nodes"
@@ -104,7 +108,7 @@ class BatchView:
         self.ui = ui
         self.live = ui.err.is_terminal
         self.progress = None
-        self.task = None
+        self.task: Any = None
         self.last = None
 
     def say(self, text):
@@ -163,7 +167,9 @@ def run_batch(args, ui):
         seed=args.seed,
         max_size=args.max_size or None,
     )
-    sopts = SwarmOptions(concurrency=args.concurrency, cpus=args.cpus, memory=args.memory)
+    sopts = SwarmOptions(
+        concurrency=args.concurrency, cpus=args.cpus, memory=args.memory, per_node=args.per_node
+    )
     view = BatchView(ui)
     batch = SwarmBatch(client, opts, args.output_dir, args.image, sopts, on_event=view)
     try:

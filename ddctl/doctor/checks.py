@@ -33,6 +33,7 @@ from ddctl.doctor import certs
 from ddctl.doctor.result import fail, ok, skipped, warn
 from ddctl.doctor.runner import Check
 from ddctl.doctor.security import SECURITY_CHECKS
+from ddctl.doctor.swarm import SWARM_CHECKS
 from ddctl.errors import DdctlError, one_line
 from ddctl.image import (
     BVLC_GOOGLENET,
@@ -722,5 +723,6 @@ CHECKS = (
     Check("disk", "Disk space", check_disk, ("connection",)),
     Check("image", "Dream image", check_image, ("connection",)),
     Check("boot2docker-profile", "boot2docker profile", check_profile, ("connection",)),
+    *SWARM_CHECKS,
     *SECURITY_CHECKS,
 )

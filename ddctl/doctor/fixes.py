@@ -7,7 +7,7 @@ saying what it did, or raises DdctlError saying why it could not.
 import json
 import os
 
-from ddctl.doctor import profile, security
+from ddctl.doctor import profile, security, swarm
 from ddctl.doctor.checks import PROFILE
 from ddctl.errors import DdctlError
 
@@ -42,7 +42,7 @@ def fix_profile(ctx, result):
     )
 
 
-FIXES = {"endpoint": fix_current_context, "boot2docker-profile": fix_profile, **security.FIXES}
+FIXES = {"endpoint": fix_current_context, "boot2docker-profile": fix_profile, **security.FIXES, **swarm.FIXES}
 
 
 def apply_fixes(results, ctx):

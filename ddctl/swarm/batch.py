@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from docker.errors import APIError, NotFound
 from docker.types import (
@@ -73,7 +73,7 @@ class SwarmEvent:
 class Item:
     pid: str
     source: str
-    picture: object = None  # ddctl.fetch.Picture
+    picture: Any = None  # ddctl.fetch.Picture
     status: str = "pending"  # pending | done | failed
     error: str | None = None
     node: str | None = None
@@ -101,6 +101,7 @@ class SwarmOptions:
     cpus: float = 1.0  # CPU limit per task
     memory: int = 4 * 1024**3  # memory limit per task, bytes
     pids: int = 512
+    per_node: int | None = None  # at most this many tasks on one node at a time
 
 
 # --- pure helpers (unit-tested) ------------------------------------------------------------
@@ -205,8 +206,11 @@ def read_done(tar_bytes: bytes) -> dict:
         for m in tar:
             base = os.path.basename(m.name)
             if m.isfile() and base.endswith(".json"):
+                f = tar.extractfile(m)
+                if f is None:
+                    continue
                 try:
-                    out[base[:-5]] = json.loads(tar.extractfile(m).read())
+                    out[base[:-5]] = json.loads(f.read())
                 except ValueError:
                     continue
     return out
@@ -245,7 +249,7 @@ class SwarmBatch:
         self.services: list[str] = []
         self.rounds: dict[int, list[str]] = {}
         self.items: dict[str, Item] = {}
-        self.xchg_container = None
+        self.xchg_container: Any = None
         self.seen_tasks: set[str] = set()
         self.idle_since: dict[str, float] = {}
         self.avoid: list[str] = []
@@ -418,7 +422,7 @@ class SwarmBatch:
                 condition="on-failure", delay=1_000_000_000, max_attempts=MAX_ATTEMPTS
             ),
             resources=res,
-            placement={"Constraints": [f"node.id!={nid}" for nid in self.avoid]},
+            placement=self._placement(),
         )
         conc = min(self.concurrency, len(pids))
         self.client.api.create_service(
@@ -430,6 +434,12 @@ class SwarmBatch:
         )
         self.services.append(name)
         self.emit(SwarmEvent("round", {"round": rnd, "pictures": len(pids), "concurrency": conc}))
+
+    def _placement(self) -> dict:
+        place: dict = {"Constraints": [f"node.id!={nid}" for nid in self.avoid]}
+        if self.sopts.per_node:
+            place["MaxReplicas"] = self.sopts.per_node
+        return place
 
     def _follow(self, outdir: str, manifest: str, ref: str, started: float) -> None:
         total = len(self.items)
@@ -501,7 +511,8 @@ class SwarmBatch:
                 slot = int(t.get("Slot") or 0)
                 if slot >= len(pids):
                     continue
-                by_pid.setdefault(pids[slot], []).append(t)
+                if self.items[pids[slot]].rounds[-1] == rnd:  # only the picture's latest round counts
+                    by_pid.setdefault(pids[slot], []).append(t)
                 node = nodes.get(t.get("NodeID") or "")
                 if t["Status"]["State"] == "running" and node and node["Status"]["State"] == "ready":
                     host = node["Description"]["Hostname"]

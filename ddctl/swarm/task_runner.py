@@ -84,6 +84,7 @@ def main():
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    assert proc.stdout is not None and proc.stderr is not None
     done = error = start = None
     for raw in proc.stdout:
         line = raw.decode("utf-8", "replace").rstrip("\n")

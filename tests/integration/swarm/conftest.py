@@ -8,6 +8,7 @@ CI=true, where that is a failure.
 import os
 
 import pytest
+from dockertest import TEST_LABEL
 from swarm_harness import Swarm, available
 
 
@@ -47,7 +48,7 @@ def swarm_with_images(swarm, docker_client, dream_image):
     The dream image reaches the workers through ddctl's registry service, never loaded here."""
     from ddctl.swarm.registry import REGISTRY_IMAGE, ensure_registry_image
 
-    ensure_registry_image(docker_client, lambda text: None, labels={"io.ddctl.test": "swarm"})
+    ensure_registry_image(docker_client, lambda text: None, labels=dict(TEST_LABEL))
     swarm.load_image(docker_client, REGISTRY_IMAGE)
     swarm.load_image(docker_client, dream_image, [swarm.manager])
     return swarm
