@@ -601,36 +601,40 @@ def batch_leftovers(client) -> dict[str, list[str]]:
     return left
 
 
-def remove_batch(client, batch_id: str | None = None, timeout: float = 60) -> list[str]:
-    """Remove the services, then volumes and networks of one batch (or of every batch)."""
+def remove_batch(client, batch_id: str | None = None, timeout: float = 90) -> list[str]:
+    """Remove the services, then volumes and networks of one batch (or of every batch), and
+    wait until the manager lists none of them (a swarm network lingers while its tasks go)."""
     f = {"label": f"{BATCH_LABEL}={batch_id}" if batch_id else BATCH_LABEL}
-    removed = []
-    for s in client.api.services(filters=f):
-        try:
-            client.api.remove_service(s["ID"])
-            removed.append(f"service {s['Spec']['Name']}")
-        except NotFound:
-            pass
+    removed: list[str] = []
+
+    def note(what):
+        if what not in removed:
+            removed.append(what)
+
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        left = False
+    while True:
+        present = False
+        for sv in client.api.services(filters=f):
+            present = True
+            try:
+                client.api.remove_service(sv["ID"])
+                note(f"service {sv['Spec']['Name']}")
+            except NotFound:
+                pass
         for v in client.api.volumes(filters=f).get("Volumes") or []:
+            present = True
             try:
                 client.api.remove_volume(v["Name"])
-                removed.append(f"volume {v['Name']}")
-            except NotFound:
-                pass
-            except APIError:
-                left = True  # still used by a container that is going away
+                note(f"volume {v['Name']}")
+            except (NotFound, APIError):
+                pass  # still used by a container that is going away
         for n in client.api.networks(filters=f):
+            present = True
             try:
                 client.api.remove_network(n["Id"])
-                removed.append(f"network {n['Name']}")
-            except NotFound:
+                note(f"network {n['Name']}")
+            except (NotFound, APIError):
                 pass
-            except APIError:
-                left = True
-        if not left:
-            break
+        if not present or time.monotonic() > end:
+            return removed
         time.sleep(0.5)
-    return removed

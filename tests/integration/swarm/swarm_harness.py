@@ -29,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -297,12 +298,30 @@ class Swarm:
         images through its registry service.
         """
         nodes = self.nodes if nodes is None else nodes
-        with tempfile.TemporaryFile(dir=self.base) as f:
-            for chunk in source.images.get(tag).save(named=True):
-                f.write(chunk)
-            for node in nodes:
-                f.seek(0)
-                node.client.images.load(f)
+        path = os.path.join(self.base, "image.tar")
+        try:
+            with open(path, "wb") as f:
+                for chunk in source.images.get(tag).save(named=True):
+                    f.write(chunk)
+            errors: list = []
+
+            def load(node):
+                try:
+                    with open(path, "rb") as f:
+                        node.client.images.load(f)
+                except Exception as exc:  # reported below, in the test's thread
+                    errors.append(f"{node.name}: {exc}")
+
+            threads = [threading.Thread(target=load, args=(n,)) for n in nodes]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                raise RuntimeError(f"loading {tag} failed: {errors}")
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(path)
 
     # --- teardown -------------------------------------------------------------------
 

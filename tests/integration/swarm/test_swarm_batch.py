@@ -164,7 +164,7 @@ def test_a_worker_stopped_mid_batch_and_every_picture_once(swarm_with_images, tm
     end = time.monotonic() + 600
     while time.monotonic() < end and proc.poll() is None:
         tasks = s.manager.client.api.tasks(filters={"node": victim_id, "desired-state": "running"})
-        if any(t["Status"]["State"] == "running" and "ddctl-dream" in str(t) for t in tasks):
+        if any(t["Status"]["State"] == "running" and "DDCTL_ROUND" in str(t) for t in tasks):  # a dream task
             victim.stop()
             stopped.set()
             break
