@@ -612,6 +612,7 @@ def remove_batch(client, batch_id: str | None = None, timeout: float = 90) -> li
             removed.append(what)
 
     end = time.monotonic() + timeout
+    empty = 0
     while True:
         present = False
         for sv in client.api.services(filters=f):
@@ -635,6 +636,9 @@ def remove_batch(client, batch_id: str | None = None, timeout: float = 90) -> li
                 note(f"network {n['Name']}")
             except (NotFound, APIError):
                 pass
-        if not present or time.monotonic() > end:
+        # The manager may list a network again for a moment while its last task leaves:
+        # done after two empty listings in a row.
+        empty = 0 if present else empty + 1
+        if empty >= 2 or time.monotonic() > end:
             return removed
-        time.sleep(0.5)
+        time.sleep(1 if not present else 0.5)
