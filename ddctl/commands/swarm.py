@@ -226,7 +226,11 @@ def clean(args, ui):
     for r in removed:
         ui.out.print(f"removed {r}", markup=False)
     if left:
-        raise DdctlError(f"Still there: {left}")
+        things = ", ".join(sorted(x for items in left.values() for x in items))
+        raise DdctlError(
+            f"Still there: {things} (in use by tasks that are stopping: a node may be finishing an "
+            f"image pull); run `ddctl swarm clean` again in a minute."
+        )
     if not removed:
         ui.out.print("nothing to remove")
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ddctl.doctor.result import ok, skipped, warn
 from ddctl.doctor.runner import Check
+from ddctl.errors import DdctlError
 from ddctl.swarm.batch import batch_leftovers, remove_batch
 from ddctl.swarm.registry import REGISTRY_SERVICE
 
@@ -84,6 +85,13 @@ def check_swarm_leftovers(ctx):
 
 def fix_swarm_leftovers(ctx, result):
     removed = remove_batch(ctx.client)
+    left = sorted(x for items in batch_leftovers(ctx.client).values() for x in items)
+    if left:
+        raise DdctlError(
+            f"{', '.join(left)} still in use by tasks that are stopping (a node may be finishing an "
+            f"image pull); run `ddctl doctor --fix` again in a minute"
+            + (f" (removed meanwhile: {', '.join(removed)})" if removed else "")
+        )
     return f"removed {len(removed)}: {', '.join(removed)}" if removed else "nothing left to remove"
 
 

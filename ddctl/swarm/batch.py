@@ -634,7 +634,11 @@ def remove_batch(client, batch_id: str | None = None, timeout: float = 90) -> li
             try:
                 client.api.remove_network(n["Id"])
                 note(f"network {n['Name']}")
-            except (NotFound, APIError):
+            except NotFound:
+                pass
+            except APIError:
+                # In use by tasks still stopping (a node busy pulling the image stops its
+                # task only when the pull ends): tried again below, or by a later clean-up.
                 pass
         # The manager may list a network again for a moment while its last task leaves:
         # done after two empty listings in a row.
