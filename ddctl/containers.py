@@ -11,10 +11,42 @@ SDK errors propagate: the CLI's error boundary (ddctl/cli.py) turns them into se
 
 import contextlib
 import os
+import re
 import uuid
 from typing import Optional
 
+from ddctl.errors import UsageError
+
 RUN_LABEL = "io.ddctl.run"  # on every container of a ddctl run (README "Labels")
+# The dream container's memory limit (no swap beyond it). Measured peaks (README "Big
+# pictures"): a 1280x1024 picture dreamed whole ~2.7 GB, a 24 MP picture in 768 px tiles
+# ~2.4 GB; 4 GB leaves room for those and stops a runaway before it takes the machine.
+DEFAULT_MEMORY = "4g"
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_memory(text: str) -> int:
+    """'4g', '3500m', '512M', '2G' -> bytes; ValueError for anything else (or < 256 MB)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmg]?)b?\s*", str(text).lower())
+    if not m:
+        raise ValueError(f"{text!r} is not a memory size (e.g. 4g or 3500m)")
+    size = int(float(m.group(1)) * _UNITS[m.group(2)])
+    if size < 256 << 20:
+        raise ValueError(f"{text!r} is too little memory for a dream (at least 256m)")
+    return size
+
+
+def memory_limit(env=None) -> int:
+    """The dream container's memory limit in bytes: DDCTL_MEMORY (e.g. 6g) or DEFAULT_MEMORY."""
+    env = os.environ if env is None else env
+    try:
+        return parse_memory(env.get("DDCTL_MEMORY") or DEFAULT_MEMORY)
+    except ValueError as exc:
+        raise UsageError(f"DDCTL_MEMORY: {exc}.")
+
+
+def human_bytes(n: int) -> str:
+    return f"{n / (1 << 30):.1f} GB" if n >= 1 << 30 else f"{n >> 20} MB"
 
 
 def extra_labels(env=None) -> dict[str, str]:
@@ -47,9 +79,13 @@ def as_invoking_user(create_kwargs: dict) -> dict:
     return create_kwargs
 
 
-def engine_settings(kind: str, run_id: str, command: list, labels: Optional[dict] = None) -> dict:
+def engine_settings(
+    kind: str, run_id: str, command: list, labels: Optional[dict] = None, memory: Optional[int] = None
+) -> dict:
     """create() arguments for a container running the engine: `ddctl-<kind>-<run_id>`, no
-    network, as the invoking user, labelled with DDCTL_LABELS, `labels` and io.ddctl.run."""
+    network, as the invoking user, labelled with DDCTL_LABELS, `labels` and io.ddctl.run,
+    memory limited to `memory` bytes (default memory_limit()) with no swap beyond it."""
+    memory = memory or memory_limit()
     return as_invoking_user(
         dict(
             command=command,
@@ -57,6 +93,8 @@ def engine_settings(kind: str, run_id: str, command: list, labels: Optional[dict
             labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id},
             network_disabled=True,
             network_mode="none",
+            mem_limit=memory,
+            memswap_limit=memory,
         )
     )
 

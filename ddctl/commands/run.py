@@ -1,6 +1,8 @@
 """`ddctl run`: parsing and rendering only (the work is ddctl/run/ and ddctl/fetch.py)."""
 
+import argparse
 import tempfile
+import time
 
 from rich.progress import BarColumn, Progress, TextColumn
 
@@ -15,21 +17,30 @@ from ddctl.commands.common import (
     seconds,
     warn_if_untrained,
 )
+from ddctl.errors import DdctlError
+from ddctl.run.batch import is_batch_source, prepare_batch, run_batch
 from ddctl.run.dream import dream, prepare
 from ddctl.run.naming import DEFAULT_OUTPUT
-from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, DreamOptions
+from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, MIN_TILE, DreamOptions
 from ddctl.run.progress import DreamProgress
 
 
 def add_parser(sub):
     p = sub.add_parser(
         "run",
-        help="dream on a picture (URL or file); prints the new picture's path",
+        help="dream on a picture (URL or file) or on many (a folder, a .txt list); prints the new pictures' paths",
         description="Dream on a picture from an http(s) URL or a file. The picture is checked on "
         "this machine, dreamed on in a container with no network, and written to the "
-        "output folder; the last line printed is its path.",
+        "output folder; the last line printed is its path. SOURCE may also be a folder (every "
+        "picture in it) or a .txt file listing URLs and files one a line: all are dreamed in one "
+        "container, results whose file exists are skipped (--force redoes them), and "
+        "manifest.jsonl in the output folder records each picture.",
     )
-    p.add_argument("source", metavar="SOURCE", help="an http(s) URL or a picture file")
+    p.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="an http(s) URL, a picture file, a folder of pictures, or a .txt list of URLs and files",
+    )
     p.add_argument(
         "layer",
         metavar="LAYER",
@@ -93,6 +104,18 @@ def add_parser(sub):
         metavar="DIR",
         help=f"where the pictures go (default ./{DEFAULT_OUTPUT}, created if missing)",
     )
+    p.add_argument(
+        "--tile",
+        type=tile_size,
+        metavar="PX",
+        help="compute each step in crops of at most PX x PX pixels, so memory depends on PX, not the "
+        "picture (default: pictures up to 1280x1024 whole, bigger ones in 768 px tiles; 0: never)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with a folder or list: dream again the pictures whose result exists (default: skip them)",
+    )
     add_image_option(p)
     p.add_argument(
         "--no-build", action="store_true", help="when the image does not exist, stop instead of building it"
@@ -118,7 +141,16 @@ def options_of(args) -> DreamOptions:
         seed=args.seed,
         save_steps=args.save_steps,
         max_size=args.max_size or None,
+        tile=args.tile,
     )
+
+
+def tile_size(text):
+    """--tile: 0 (never) or at least MIN_TILE pixels."""
+    value = non_negative_int(text)
+    if 0 < value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (no tiles) or at least {MIN_TILE}")
+    return value
 
 
 class RunView:
@@ -195,6 +227,8 @@ class RunView:
 
 
 def run(args, ui):
+    if is_batch_source(args.source):
+        return run_batch_command(args, ui)
     opts = options_of(args)
     view = RunView(ui, opts)
     build = None
@@ -223,4 +257,131 @@ def run(args, ui):
     extra = len(result.files) - 1
     view.say(f"done in {seconds(result.elapsed)}" + (f"; {extra} step pictures saved" if extra > 0 else ""))
     ui.out.print(result.path, markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+class BatchView(RunView):
+    """A batch: one bar for the whole batch (pictures done/total, the current picture's
+    octave and iteration, ETA of the batch); plain lines per picture otherwise."""
+
+    def __init__(self, ui, opts):
+        super().__init__(ui, opts)
+        self.total = 0
+        self.index = 0
+        self.started = None
+        self.finished = 0
+
+    def fraction(self):
+        current = self.state.fraction if self.state is not None else 0.0
+        return (self.finished + current) / self.total if self.total else 0.0
+
+    def __call__(self, ev):
+        d = ev.data
+        if ev.kind == "plan":
+            items = d["items"]
+            counts = {s: sum(1 for i in items if i.status == s) for s in ("skipped", "failed")}
+            parts = [f"{len(items)} pictures"]
+            if counts["skipped"]:
+                parts.append(f"{counts['skipped']} already dreamed (skipped; --force redoes them)")
+            if counts["failed"]:
+                parts.append(f"{counts['failed']} refused here")
+            parts.append(f"{d['to_dream']} to dream")
+            self.say(", ".join(parts))
+            for i in items:
+                if i.status == "failed":
+                    self.say(f"  {i.shown}: {i.error}")
+        elif ev.kind in ("fetched", "start", "done"):
+            if ev.kind == "start":
+                self.state = DreamProgress(d, self.opts.octave_scale)
+        elif ev.kind == "batch":
+            self.total = int(d.get("total") or 0)
+            self.started = time.monotonic()
+            if self.live:
+                self.progress = Progress(
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(bar_width=30),
+                    TextColumn("{task.percentage:>3.0f}%"),
+                    TextColumn("{task.fields[info]}"),
+                    console=self.ui.err,
+                    transient=True,
+                )
+                self.progress.start()
+                self.task = self.progress.add_task(f"picture 0/{self.total}", total=1000, info="")
+        elif ev.kind == "item":
+            status = d.get("status")
+            self.index = int(d.get("index") or 0)
+            if status == "start":
+                self.state = None
+                self._update(f"{d.get('source')}")
+                return
+            self.finished += 1
+            note = {"done": "dreamed", "skipped": "skipped (result exists)"}.get(status, "failed")
+            if status == "failed":
+                note += f": {(d.get('record') or {}).get('error')}"
+            self.say(f"[{self.index}/{self.total}] {d.get('source')}: {note}")
+            self.state = None
+            self._update("")
+        elif ev.kind == "step" and self.state is not None:
+            self.state.update(d)
+            st = self.state
+            where = f"octave {st.octave + 1}/{st.octaves} iteration {st.iteration + 1}/{st.iterations}"
+            self._update(where, d, quiet=True)
+        elif ev.kind == "batch_done":
+            self.close()
+        else:
+            super().__call__(ev)
+
+    def _update(self, where, step=None, quiet=False):
+        elapsed = time.monotonic() - self.started if self.started else 0.0
+        f = self.fraction()
+        eta = elapsed * (1 - f) / f if f > 0 else None
+        info = f"{where}  elapsed {seconds(elapsed)}  ETA {seconds(eta)}"
+        desc = f"picture {min(self.index, self.total)}/{self.total} ({self.finished} done)"
+        if self.progress:
+            self.progress.update(self.task, completed=int(f * 1000), description=desc, info=info)
+        elif step is not None:
+            self.say(f"{desc}: step {self.state.step}/{self.state.steps_total} {info}")
+
+
+def run_batch_command(args, ui):
+    opts = options_of(args)
+    view = BatchView(ui, opts)
+    build = None
+    with tempfile.TemporaryDirectory(prefix="ddctl-") as workdir:
+        job = prepare_batch(
+            args.source,
+            workdir,
+            opts,
+            output_dir=args.output_dir,
+            transfer="copy" if args.copy else None,
+            force=args.force,
+            on_event=view,
+        )
+        if job.to_dream:
+            ep, client = connect()
+            if not args.no_build:
+
+                def build(tag):
+                    summary = build_with_view(ui, client, tag)
+                    say(ui, f"built {tag} in {summary.seconds:.0f} s")
+
+            try:
+                result = run_batch(client, job, ep, image=args.image, build=build, on_event=view)
+            finally:
+                view.close()
+            items = result.items
+        else:
+            items = job.items
+    done = [i for i in items if i.status == "done"]
+    failed = [i for i in items if i.status == "failed"]
+    skipped = [i for i in items if i.status == "skipped"]
+    for i in done:
+        ui.out.print(i.output, markup=False, highlight=False, soft_wrap=True)
+    view.say(
+        f"{len(done)} dreamed, {len(skipped)} skipped (result exists), {len(failed)} failed; "
+        f"results and manifest.jsonl in {job.outdir}"
+    )
+    if failed:
+        lines = "\n".join(f"  {i.shown}: {i.error}" for i in failed)
+        raise DdctlError(f"{len(failed)} of {len(items)} pictures failed:\n{lines}")
     return 0

@@ -49,6 +49,7 @@ class Outcome:
     state: dict = field(default_factory=dict)  # the container's State (OOMKilled...)
     copied: dict = field(default_factory=dict)  # {container path: host path} (archive copy)
     run_id: str = ""  # the io.ddctl.run label of its container
+    memory: int = 0  # its memory limit, bytes
 
     def failure(self) -> Optional[DdctlError]:
         """The DdctlError this outcome means, or None when the dream is done."""
@@ -60,11 +61,10 @@ class Outcome:
             if code == 2 or error.get("code") in REFUSALS:
                 return UsageError(msg)
             return DdctlError(f"The dream engine failed: {msg}")
-        if self.state.get("OOMKilled") or code == 137:
-            return DdctlError(
-                "The dream container ran out of memory (or was killed): try a smaller "
-                "--max-size or fewer octaves."
-            )
+        if self.state.get("OOMKilled") or (code == 137 and not self.state):
+            return DdctlError(oom_message(self.memory))
+        if code == 137:
+            return DdctlError("The dream container was killed (by another program?): run the command again.")
         if code == 130:
             return Interrupted("The dream engine was interrupted.")
         tail = [line for line in (self.stderr.splitlines() + self.other) if line.strip()][-6:]
@@ -72,6 +72,16 @@ class Outcome:
         if code == 0:
             return DdctlError("The dream engine ended without reporting its picture." + detail)
         return DdctlError(f"The dream engine failed (exit {code})." + detail)
+
+
+def oom_message(memory: int) -> str:
+    """What to do when the dream container was killed for memory (OOMKilled)."""
+    limit = f" (its limit is {containers.human_bytes(memory)})" if memory else ""
+    return (
+        f"The dream container ran out of memory{limit}: dream a smaller picture with --max-size "
+        f"(e.g. --max-size 1280), cut it in smaller tiles with --tile (e.g. --tile 512), or allow "
+        f"more with DDCTL_MEMORY (e.g. DDCTL_MEMORY=6g)."
+    )
 
 
 def create(
@@ -169,7 +179,7 @@ def run(
 ) -> Outcome:
     """The container's whole life; an Outcome, or Interrupted on Ctrl-C (container removed)."""
     run_id = containers.new_run_id()
-    container, interrupted, outcome = None, False, Outcome(run_id=run_id)
+    container, interrupted, outcome = None, False, Outcome(run_id=run_id, memory=containers.memory_limit())
     try:
         container = create(client, image_id, picture, opts, outdir, mode, labels, run_id)
         emit("container", {"id": container.short_id, "run_id": run_id})

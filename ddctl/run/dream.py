@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from ddctl.client import Endpoint
+from ddctl.containers import memory_limit
 from ddctl.fetch import Picture, get_picture
 from ddctl.image import DEFAULT_TAG, build_command, ensure_image, weights_of
 from ddctl.run import container
@@ -56,6 +57,7 @@ def prepare(
     downloaded into workdir). UsageError (or DdctlError for the network) when something is wrong."""
     on_event = on_event or (lambda e: None)
     forced_transfer(transfer)  # a bad DDCTL_TRANSFER is refused before anything else
+    memory_limit()  # and a bad DDCTL_MEMORY
     outdir = prepare_output_dir(output_dir)
     picture = get_picture(source, workdir)
     on_event(

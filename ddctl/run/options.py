@@ -28,6 +28,7 @@ ENGINE_DEFAULTS = {
 DEFAULT_MAX_SIZE = 1280
 IMAGES = "/images"  # the engine's output folder inside the image (its --output-dir default)
 INPUT_DIR = "/input"  # where ddctl puts the input inside the container
+MIN_TILE = 256  # the engine's smallest --tile but 0 (engine/tiling.py MIN_TILE)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class DreamOptions:
     seed: Optional[int] = None
     save_steps: bool = False
     max_size: Optional[int] = None
+    tile: Optional[int] = None  # None: the engine's default (auto); 0: never tile
 
 
 def engine_command(source_in_container: str, name: str, opts: DreamOptions) -> list:
@@ -66,7 +68,14 @@ def engine_command(source_in_container: str, name: str, opts: DreamOptions) -> l
         cmd.append("--save-steps")
     if opts.max_size is not None:
         cmd += ["--max-size", str(opts.max_size)]
+    if opts.tile is not None:
+        cmd += ["--tile", str(opts.tile)]
     return cmd
+
+
+def batch_command(list_in_container: str, opts: DreamOptions, force: bool = False) -> list:
+    """The engine's argv for a batch: the list file of pictures as SOURCE (README contract)."""
+    return ["--batch"] + (["--force"] if force else []) + engine_command(list_in_container, "batch", opts)
 
 
 def _num(x):
