@@ -339,7 +339,7 @@ class BatchView(RunView):
         desc = f"picture {min(self.index, self.total)}/{self.total} ({self.finished} done)"
         if self.progress:
             self.progress.update(self.task, completed=int(f * 1000), description=desc, info=info)
-        elif step is not None:
+        elif step is not None and self.state is not None:
             self.say(f"{desc}: step {self.state.step}/{self.state.steps_total} {info}")
 
 

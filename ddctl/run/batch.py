@@ -111,7 +111,8 @@ class BatchItem:
 
 def plan(sources: list, opts: DreamOptions, outdir: str, force: bool = False) -> list:
     """[BatchItem] with their result names; those whose result exists are skipped."""
-    items, used = [], {}
+    items: list = []
+    used: dict = {}
     for src in sources:
         name = urllib.parse.unquote(urllib.parse.urlsplit(src).path) if is_url(src) else src
         stem = safe_stem(name)
@@ -301,7 +302,8 @@ def run_batch(
 
     def build_first(tag):
         emit("build-needed", {"tag": tag, "command": build_command(tag)})
-        build(tag)
+        if build is not None:
+            build(tag)
 
     img = ensure_image(client, image, build_first if build else None)
     emit("image", {"tag": image, "weights": weights_of(img)})

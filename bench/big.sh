@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Big pictures inside a built dream image: time per pixel and peak memory, 1 MP to 24 MP.
+#   bash bench/big.sh [IMAGE] [-- ITERATIONS OCTAVES TILE MP...]   (see bench/big_in_image.py)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+IMAGE="${1:-ddctl/deepdream:latest}"; shift || true
+[ "${1:-}" = "--" ] && shift
+exec docker run --rm --network none --label io.ddctl.bench=1 -v "$PWD:/src:ro" \
+  --entrypoint python3 "$IMAGE" /src/bench/big_in_image.py "$@"
