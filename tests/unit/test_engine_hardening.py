@@ -107,16 +107,35 @@ def _engine(args, **kw):
     )
 
 
+def _wait_until_reading(p, fifo):
+    """Block until the engine has opened `fifo` (the picture); return our writing end.
+
+    A FIFO opens for writing (non-blocking) only once a reader has it open: then the engine
+    is past its start-up (signal handlers and the stdin watch set) and waits on the picture,
+    however slow the machine. No fixed sleep to lose the race against.
+    """
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and p.poll() is None:
+        try:
+            return os.open(str(fifo), os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            time.sleep(0.05)
+    p.kill()
+    raise AssertionError('the engine never opened the picture: %r' % (p.communicate()[1][-2000:],))
+
+
 def test_engine_exits_when_its_stdin_closes_with_exit_with_stdin(tmp_path):
     # no picture: the engine would refuse at once, so watch a slow --list-layers stand-in:
     # a SOURCE that is a FIFO blocks the engine in open() until the stdin watch stops it.
     fifo = tmp_path / 'slow.png'
     os.mkfifo(str(fifo))
     p = _engine(['--exit-with-stdin', '--output-dir', str(tmp_path), '--', 'slow.png'], stdin=subprocess.PIPE)
+    writer = _wait_until_reading(p, fifo)
     try:
         out, err = p.communicate(timeout=90)  # closes stdin
     finally:
         p.kill()
+        os.close(writer)
     assert p.returncode == 130, err
     assert b'interrupted' in err
 
@@ -126,24 +145,13 @@ def test_sighup_and_sigterm_interrupt_like_ctrl_c(tmp_path, sig):
     fifo = tmp_path / 'slow.png'
     os.mkfifo(str(fifo))
     p = _engine(['--output-dir', str(tmp_path), '--', 'slow.png'])
-    writer = None
+    writer = _wait_until_reading(p, fifo)
     try:
-        # A FIFO opens for writing (non-blocking) only once a reader has it open: then the
-        # engine is past its start-up (signal handlers set) and waits on the picture,
-        # however slow the machine. No fixed sleep to lose the race against.
-        deadline = time.monotonic() + 90
-        while writer is None and time.monotonic() < deadline and p.poll() is None:
-            try:
-                writer = os.open(str(fifo), os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                time.sleep(0.05)
-        assert writer is not None, 'the engine never opened the picture'
         p.send_signal(sig)
         out, err = p.communicate(timeout=90)
     finally:
         p.kill()
-        if writer is not None:
-            os.close(writer)
+        os.close(writer)
     assert p.returncode == 130, err
 
 
