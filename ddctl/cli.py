@@ -45,6 +45,37 @@ def build_parser():
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
+    """Parse the command line, options allowed between the positionals.
+
+    `ddctl run photo.jpg --seed 7 inception_4b/output 20` means what it says: argparse alone
+    stops at the first option after SOURCE and refuses the positionals after it, so the
+    subcommand's words are parsed again with parse_intermixed_args when anything is left over.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extra = parser.parse_known_args(argv)
+    command = getattr(args, "command", None)
+    if extra and command and command in argv:
+        subparser = _subparsers(parser).get(command)
+        rest = argv[argv.index(command) + 1 :]
+        if subparser is not None and "--" not in rest:
+            try:
+                namespace = argparse.Namespace(**{k: getattr(args, k) for k in ("debug", "command")})
+                return subparser.parse_intermixed_args(rest, namespace=namespace)
+            except TypeError:  # a command with subcommands of its own (swarm)
+                pass
+    if extra:
+        parser.error("unrecognized arguments: " + " ".join(extra))
+    return args
+
+
+def _subparsers(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
 def perform_command(args, ui):
     """Run the parsed command; Docker's errors become one DockerUnavailable sentence here."""
     with handle_connection_errors():
@@ -53,7 +84,7 @@ def perform_command(args, ui):
 
 def main(argv=None):
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -89,3 +89,34 @@ def test_version_works_where_grp_and_pwd_do_not_exist():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and f"ddctl {__version__}" in r.stdout, r.stderr
+
+
+def test_options_may_come_between_the_positionals():
+    from ddctl.cli import build_parser, parse_args
+
+    parser = build_parser()
+    args = parse_args(
+        parser, ["run", "photo.jpg", "--seed", "7", "inception_4b/output", "20", "-o", "out", "3"]
+    )
+    assert (args.source, args.layer, args.iterations, args.octaves) == (
+        "photo.jpg",
+        "inception_4b/output",
+        20,
+        3,
+    )
+    assert args.seed == 7 and args.output_dir == "out" and args.command == "run" and args.debug is False
+    args = parse_args(parser, ["--debug", "sheet", "sky.jpg", "--layers", "all", "10", "4"])
+    assert (args.iterations, args.octaves, args.layers, args.debug) == (10, 4, "all", True)
+
+
+def test_a_word_left_over_is_still_a_usage_error(tmp_path):
+    r = ddctl(
+        "run",
+        "photo.jpg",
+        "inception_4c/output",
+        "1",
+        "1",
+        "extra",
+        env={"DOCKER_HOST": "unix:///nonexistent"},
+    )
+    assert r.returncode == 2 and "unrecognized arguments: extra" in r.stderr and "Traceback" not in r.stderr
