@@ -28,16 +28,40 @@ the notebook's net 1.7-2.3 s, without weight gradients 1.33 s, + numba pooling 1
 2.6 s; pooling split into 1xk and kx1 Caffe layers, 1.33 s.)
 """
 
+import importlib.util
 import os
+import sys
 import tempfile
 import threading
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # Caffe's glog chatter off unless asked
 
-import caffe
-import numpy as np
-from caffe.proto import caffe_pb2
-from google.protobuf import text_format
+
+def _defer_caffe_io():
+    """Make `import caffe` skip loading caffe.io until something uses it. caffe/__init__ and
+    pycaffe import caffe.io, which imports skimage and matplotlib (about 1 s, 4 s on a
+    loaded machine); the engine never uses it. caffe.io stays whole: the first attribute
+    read loads it (importlib's LazyLoader), so caffe.Classifier & co. work as before."""
+    if "caffe" in sys.modules or "caffe.io" in sys.modules:
+        return
+    spec = importlib.util.find_spec("caffe")  # a top-level find_spec runs nothing
+    if spec is None or not spec.submodule_search_locations:
+        return
+    path = os.path.join(list(spec.submodule_search_locations)[0], "io.py")
+    io_spec = importlib.util.spec_from_file_location("caffe.io", path)
+    if io_spec is None or io_spec.loader is None:
+        return
+    io_spec.loader = importlib.util.LazyLoader(io_spec.loader)
+    module = importlib.util.module_from_spec(io_spec)
+    sys.modules["caffe.io"] = module
+    io_spec.loader.exec_module(module)
+
+
+_defer_caffe_io()
+import caffe  # noqa: E402
+import numpy as np  # noqa: E402
+from caffe.proto import caffe_pb2  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
 
 from engine import objectives
 from engine.net import LayerInfo
@@ -244,6 +268,7 @@ def dream_netparameter(netp, end, slot=None):
             if param_str is not None:
                 layer.ClearField(params_field)
                 _make_python(layer, python_layer, param_str)
+    _use_fast_convs(out)
     loss = out.layer.add(name="ddctl_objective")
     loss.bottom.extend(ends)
     loss.top.append("ddctl_objective")
@@ -500,6 +525,8 @@ def warm_up():
     this so dreams start without a compile pause. Returns whether numba is used."""
     if numba is None:
         return False
+    if conv_kernels is not None:
+        conv_kernels.warm_up()
     x = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6)
     top = np.empty((2, 3, 3), np.float32)
     mask = np.empty((2, 3, 3), np.int32)
@@ -534,6 +561,147 @@ _FAST_LAYERS = {
     "Pooling": (_fast_pool, "pooling_param", "MaxPoolLayer"),
     "LRN": (_fast_lrn, "lrn_param", "LRNLayer"),
 }
+
+
+# -----------------------------------------------------------------------------
+# convolutions (+ the in-place ReLU after them) on every core: engine/conv_kernels.py
+
+try:
+    from engine import conv_kernels
+except Exception:  # pragma: no cover - no numba, or no cblas_sgemm: Caffe's own layers
+    conv_kernels = None
+
+# DDCTL_CAFFE_CONV=1 keeps Caffe's own Convolution and ReLU layers (bench comparisons)
+_FAST_CONV = os.environ.get("DDCTL_CAFFE_CONV") != "1"
+_col_buffers = threading.local()  # one im2col buffer per thread, shared by its layers
+
+
+def _col_buffer(rows, cols):
+    """A (rows, cols) float32 scratch array: views of one growing buffer per thread
+    (Caffe keeps one col buffer per convolution layer: ~0.4 GB at 1024x576)."""
+    need = rows * cols
+    buf = getattr(_col_buffers, "buf", None)
+    if buf is None or buf.size < need:
+        _col_buffers.buf = buf = np.empty(need, np.float32)
+    return buf[:need].reshape(rows, cols)
+
+
+def _fast_conv(layer):
+    """param_str of the ConvLayer replacing a 2-D Convolution, or None to keep Caffe's."""
+    cp = layer.convolution_param
+    if conv_kernels is None or not _FAST_CONV or (cp.group or 1) != 1 or cp.axis != 1 or cp.force_nd_im2col:
+        return None
+    if len(cp.kernel_size) > 2 or len(cp.stride) > 2 or len(cp.pad) > 2 or len(cp.dilation) > 2:
+        return None
+    (kh, kw), (sh, sw), (ph, pw) = _kernel(cp)
+    d = list(cp.dilation) or [1]
+    return "%d %d %d %d %d %d %d %d %d %d" % (
+        cp.num_output,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+        d[0],
+        d[-1],
+        1 if cp.bias_term else 0,
+    )
+
+
+def _use_fast_convs(netp):
+    """Turn the Convolution layers of a built NetParameter into ConvLayers, each taking in
+    the in-place ReLU (slope 0) that follows it: same blobs, same names (the weights load
+    by name), same lr_mult 0 params."""
+    layers = list(netp.layer)
+    keep = []
+    skip = set()
+    for i, layer in enumerate(layers):
+        if i in skip:
+            continue
+        keep.append(layer)
+        if layer.type != "Convolution":
+            continue
+        param_str = _fast_conv(layer)
+        if param_str is None:
+            continue
+        top = layer.top[0]
+        relu = 0
+        nxt = layers[i + 1] if i + 1 < len(layers) else None
+        if (
+            nxt is not None
+            and nxt.type == "ReLU"
+            and list(nxt.bottom) == [top]
+            and list(nxt.top) == [top]
+            and nxt.relu_param.negative_slope == 0
+        ):
+            relu = 1
+            skip.add(i + 1)
+        layer.ClearField("convolution_param")
+        _make_python(layer, "ConvLayer", "%s %d" % (param_str, relu))
+    if skip:
+        kept = [type(layers[0])() for _ in keep]
+        for dst, src in zip(kept, keep):
+            dst.CopyFrom(src)
+        del netp.layer[:]
+        netp.layer.extend(kept)
+
+
+class ConvLayer(caffe.Layer):
+    """Caffe's Convolution (group 1, 2-D) and the ReLU after it, with conv_kernels."""
+
+    def setup(self, bottom, top):
+        v = [int(t) for t in self.param_str.split()]
+        self.cout, self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, self.dh, self.dw = v[:9]
+        self.has_bias, self.relu = bool(v[9]), bool(v[10])
+        self.cin = bottom[0].data.shape[1]
+        self.blobs.add_blob(self.cout, self.cin, self.kh, self.kw)  # filled by the weights file
+        if self.has_bias:
+            self.blobs.add_blob(self.cout)
+        self.one_by_one = (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (1, 1, 1, 1, 0, 0)
+        self.no_bias = np.zeros(self.cout, np.float32)
+
+    def reshape(self, bottom, top):
+        n, c, h, w = bottom[0].data.shape
+        self.oh = _out_len(h, self.kh, self.sh, self.ph, False, self.dh)
+        self.ow = _out_len(w, self.kw, self.sw, self.pw, False, self.dw)
+        top[0].reshape(n, self.cout, self.oh, self.ow)
+
+    def _args(self):
+        return self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, self.dh, self.dw, self.oh, self.ow
+
+    def forward(self, bottom, top):
+        k, n = self.cin * self.kh * self.kw, self.oh * self.ow
+        w = self.blobs[0].data.reshape(self.cout, k)
+        bias = self.blobs[1].data if self.has_bias else self.no_bias
+        x, y = bottom[0].data, top[0].data
+        for i in range(x.shape[0]):
+            if self.one_by_one:
+                col = x[i].reshape(k, n)
+            else:
+                col = _col_buffer(k, n)
+                conv_kernels.im2col(x[i], col, *self._args())
+            yi = y[i].reshape(self.cout, n)
+            conv_kernels.sgemm(False, self.cout, n, k, w, col, yi)
+            if self.has_bias or self.relu:
+                conv_kernels.bias_relu(yi, bias, self.has_bias, self.relu)
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        k, n = self.cin * self.kh * self.kw, self.oh * self.ow
+        w = self.blobs[0].data.reshape(self.cout, k)
+        y, dy, dx = top[0].data, top[0].diff, bottom[0].diff
+        for i in range(dy.shape[0]):
+            dyi = dy[i].reshape(self.cout, n)
+            if self.relu:
+                conv_kernels.relu_backward(y[i].reshape(self.cout, n), dyi)
+            if self.one_by_one:
+                conv_kernels.sgemm(True, k, n, self.cout, w, dyi, dx[i].reshape(k, n))
+            else:
+                col = _col_buffer(k, n)
+                conv_kernels.sgemm(True, k, n, self.cout, w, dyi, col)
+                conv_kernels.col2im(col, dx[i], *self._args())
 
 
 # -----------------------------------------------------------------------------
