@@ -63,8 +63,8 @@ import numpy as np  # noqa: E402
 from caffe.proto import caffe_pb2  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 
-from engine import objectives
-from engine.net import LayerInfo
+from engine import objectives  # noqa: E402
+from engine.net import LayerInfo  # noqa: E402
 
 MEAN_BGR = np.array([104.0, 116.0, 122.0], dtype=np.float32)  # bvlc_googlenet, as the notebook
 NATIVE_SIZE = 224  # bvlc_googlenet's training input side
@@ -461,6 +461,19 @@ if numba is not None:
                     acc[xx] = u + np.float32(-1.0) * pr[c, xx]
 
 
+def _scratch(owner, name, shape, dtype):
+    """A scratch array of `shape` for a Python layer: a view of a buffer that only grows
+    (Caffe's blobs do the same), touched when made so the pages are mapped once; a net
+    reserved at its largest octave (CaffeNet.reserve) then never allocates again."""
+    need = int(np.prod(shape))
+    buf = owner.__dict__.get("_buf_" + name)
+    if buf is None or buf.size < need:
+        buf = np.empty(need, dtype)
+        buf.fill(0)
+        setattr(owner, "_buf_" + name, buf)
+    return buf[:need].reshape(shape)
+
+
 class LRNLayer(caffe.Layer):
     """Caffe's ACROSS_CHANNELS LRN with numba (see _lrn_forward)."""
 
@@ -476,9 +489,8 @@ class LRNLayer(caffe.Layer):
     def reshape(self, bottom, top):
         shape = bottom[0].data.shape
         top[0].reshape(*shape)
-        if getattr(self, "scale", None) is None or self.scale.shape != shape:
-            self.scale = np.empty(shape, dtype=np.float32)  # k + a * window sum of x^2
-            self.power = np.empty(shape, dtype=np.float32)  # scale^-beta (Caffe recomputes it)
+        self.scale = _scratch(self, "scale", shape, np.float32)  # k + a * window sum of x^2
+        self.power = _scratch(self, "power", shape, np.float32)  # scale^-beta (Caffe recomputes it)
 
     def forward(self, bottom, top):
         x, y = bottom[0].data, top[0].data
@@ -504,8 +516,7 @@ class MaxPoolLayer(caffe.Layer):
         oh = _out_len(h, self.kh, self.sh, self.ph, True, pad_any=self.ph or self.pw)
         ow = _out_len(w, self.kw, self.sw, self.pw, True, pad_any=self.ph or self.pw)
         top[0].reshape(n, c, oh, ow)
-        if getattr(self, "mask", None) is None or self.mask.shape != (n, c, oh, ow):
-            self.mask = np.empty((n, c, oh, ow), dtype=np.int32)
+        self.mask = _scratch(self, "mask", (n, c, oh, ow), np.int32)
 
     def forward(self, bottom, top):
         x, y = bottom[0].data, top[0].data
@@ -583,6 +594,7 @@ def _col_buffer(rows, cols):
     buf = getattr(_col_buffers, "buf", None)
     if buf is None or buf.size < need:
         _col_buffers.buf = buf = np.empty(need, np.float32)
+        buf.fill(0)  # map the pages now (see _scratch)
     return buf[:need].reshape(rows, cols)
 
 
@@ -666,6 +678,8 @@ class ConvLayer(caffe.Layer):
         self.oh = _out_len(h, self.kh, self.sh, self.ph, False, self.dh)
         self.ow = _out_len(w, self.kw, self.sw, self.pw, False, self.dw)
         top[0].reshape(n, self.cout, self.oh, self.ow)
+        if not self.one_by_one:
+            _col_buffer(self.cin * self.kh * self.kw, self.oh * self.ow)  # grown at reshape
 
     def _args(self):
         return self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, self.dh, self.dw, self.oh, self.ow
@@ -750,6 +764,21 @@ class CaffeNet:
         self._load(net, blob, data)
         net._forward(0, len(net.layers) - 1)
         return net.blobs[end].data[0].copy()
+
+    def reserve(self, h, w, end):
+        """Size the net for `end` at its largest picture (3,h,w) before the first step:
+        Caffe reallocates (and zeroes) every blob whose size grows, so octaves run from the
+        smallest up would pay that at each octave's first step. Allocated once at the
+        largest size, the smaller octaves reuse the memory; the peak is the same."""
+        objective = objectives.as_objective(end, self.topology.names)
+        net, blob = self._net(tuple(objective.layers))
+        c = blob.data.shape[1]
+        if blob.data.shape != (1, c, h, w):
+            blob.reshape(1, c, h, w)
+            net.reshape()
+        for b in net.blobs.values():
+            b.data  # noqa: B018 - pycaffe allocates (and zeroes) a blob's memory on access
+            b.diff  # noqa: B018
 
     # --- helpers ---
     @staticmethod

@@ -156,6 +156,10 @@ def deepdream(
     for _ in range(octave_n - 1):
         octaves.append(zoom(octaves[-1], 1.0 / octave_scale, 1.0 / octave_scale))
 
+    reserve = getattr(net, "reserve", None)  # optional: size the net once, largest first
+    untiled = [o.shape for o in octaves if not tiling.needs_tiles(o.shape, tile)]
+    if reserve is not None and untiled:
+        reserve(untiled[0][-2], untiled[0][-1], end)  # the largest octave run whole
     detail = np.zeros_like(octaves[-1])  # (3,h,w) network-produced details
     data = None
     for octave in range(octave_n):  # smallest first

@@ -39,3 +39,6 @@ class Net(Protocol):
 
     def min_input_size(self, end: str) -> int:
         """Smallest square side (px) the net can run to `end` (0 if unknown)."""
+
+    # Optional (dream.deepdream calls it when present): reserve(h, w, end) sizes the net for
+    # its largest picture before the first step, so later steps never reallocate.
