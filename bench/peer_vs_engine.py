@@ -6,7 +6,12 @@ Three whole processes dream the same deterministic picture with the same default
 (inception_4c/output, 10 iterations, 4 octaves, scale 1.4, step 1.5, jitter 32, seed 0):
   engine    the dream image itself: docker run IMAGE PICTURE --seed 0 (what ddctl runs)
   peer      bench/peer_torch.py in bench/.venv: the same algorithm (engine/dream.py) on
-            PyTorch's CPU convolutions, untrained torchvision GoogLeNet up to inception4c
+            PyTorch's CPU convolutions, untrained torchvision GoogLeNet up to inception4c,
+            a host process (as a user runs it). On a busy machine that favours the peer:
+            with cgroup v1 all containers share Docker's one cgroup, which weighs as much as
+            one host process. --peer-image IMG runs the peer in a container of IMG instead
+            (a root of this host's Debian release, e.g. debootstrap --variant=minbase +
+            docker import; the venv's Python is mounted read-only at the same paths)
   notebook  the 2015 notebook transcription (tests/unit/notebook_reference.py) on a
             force_backward caffe.Classifier, in the dream image (bench/in_image.py)
 They run in turn, the order rotated every round, --repeat rounds; the best time of each is
@@ -106,6 +111,45 @@ def run(argv):
     return dict(total=total, events=events)
 
 
+def peer_mounts():
+    """-v arguments that make the venv's Python visible at the same paths in a container."""
+    home = None
+    with open(os.path.join(HERE, ".venv", "pyvenv.cfg")) as f:
+        for line in f:
+            key, _, value = line.partition("=")
+            if key.strip() == "home":
+                home = value.strip()
+    prefix = os.path.dirname(os.path.realpath(home)) if home else sys.base_prefix
+    return ["-v", "%s:%s:ro" % (prefix, prefix), "-v", "%s:%s:ro" % (REPO, REPO)]
+
+
+def docker_peer(image, folder, args):
+    """argv of a locked-down container running the peer, memory peak line at the end."""
+    return [
+        "docker",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "--label",
+        LABEL,
+        *peer_mounts(),
+        "-v",
+        "%s:%s" % (folder, folder),
+        image,
+        "sh",
+        "-c",
+        '"$@" && ' + MEMORY,
+        "sh",
+        VENV_PYTHON,
+        *args,
+    ]
+
+
 def run_peer(argv):
     """run() for a host process, with its peak RSS (wait4's rusage)."""
     t0 = time.perf_counter()
@@ -162,6 +206,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="rounds (order rotated); best of each kept")
     ap.add_argument("--only", default="engine,peer,notebook", help="comma list of engine,peer,notebook")
     ap.add_argument("--profile", action="store_true", help="also where an engine step's time goes")
+    ap.add_argument(
+        "--peer-image",
+        default="host",
+        help="run the peer in a container of this image instead of on the host (see above)",
+    )
     ap.add_argument("--json", action="store_true", help="one JSON object at the end")
     a = ap.parse_args()
     layer, peer_layer = "inception_4c/output", "inception4c"
@@ -210,9 +259,9 @@ def main():
                     ["notebook", "/images/bench.png", "/images/notebook-%d.png" % r, *shape, "0", layer],
                 )
             ),
-            "peer": lambda r: run_peer(
-                [
-                    VENV_PYTHON,
+            "peer": lambda r: (run_peer if a.peer_image == "host" else run)(
+                ([VENV_PYTHON] if a.peer_image == "host" else docker_peer(a.peer_image, folder, []))
+                + [
                     os.path.join(HERE, "peer_torch.py"),
                     pic,
                     os.path.join(folder, "peer-%d.png" % r),
