@@ -198,8 +198,9 @@ def _number(text, what, name):
         v = conv(text)
     except (TypeError, ValueError, OverflowError):
         v = None
-    bad = v is None or (kind == 'float' and not math.isfinite(v))
-    if not bad:
+    if v is None or (kind == 'float' and not math.isfinite(v)):
+        bad = True
+    else:
         bad = v < lo or (v == lo and not lo_ok) or (hi is not None and v > hi)
     if bad:
         noun = 'a whole number' if kind == 'int' else 'a number'
@@ -773,8 +774,9 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
     stderr = sys.stderr if stderr is None else stderr
     net_factory = net_factory or default_net_factory
     events = Events(_progress_mode_of(argv, stdout), stdout, stderr)
-    written, state = [], {}
-    old = {}
+    written: list = []
+    state: dict = {}
+    old: dict = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):  # docker stop sends SIGTERM
             old[sig] = signal.signal(sig, _raise_interrupt)
