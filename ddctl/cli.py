@@ -8,6 +8,8 @@ one line with its exit code; a traceback only with --debug.
 """
 
 import argparse
+import contextlib
+import signal
 import sys
 
 from rich.console import Console
@@ -82,6 +84,20 @@ def perform_command(args, ui):
         return args.func(args, ui) or 0
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def signals_like_ctrl_c() -> None:
+    """SIGTERM and SIGHUP (a closed terminal, `kill`) do what Ctrl-C does: the dream
+    container is stopped and removed, what was written stays."""
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            with contextlib.suppress(ValueError, OSError):  # not the main thread
+                signal.signal(sig, _interrupt)
+
+
 def main(argv=None):
     parser = build_parser()
     args = parse_args(parser, argv)
@@ -89,6 +105,7 @@ def main(argv=None):
         parser.print_help()
         return 2
     ui = UI(debug=args.debug)
+    signals_like_ctrl_c()
     try:
         return perform_command(args, ui)
     except DdctlError as exc:

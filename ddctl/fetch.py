@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ddctl import __version__
 from ddctl.errors import DdctlError, UsageError, one_line
+from ddctl.limits import env_number
 from ddctl.redact import redact_url, scrub, secrets_of
 
 MAX_MB = 50  # default of DDCTL_MAX_DOWNLOAD_MB (read when a download starts)
@@ -154,27 +155,6 @@ def open_local(path):
         raise UsageError(f"{path} cannot be read by this user (permission denied).")
     w, h, fmt = verify_picture(full, path)
     return Picture(path=full, stem=safe_stem(full), width=w, height=h, format=fmt, source=path)
-
-
-def env_number(name, default, lo, hi, env=None, what="a whole number"):
-    """An int from the environment variable `name` (default when unset or empty).
-
-    Read when used, never at import: a bad value is one sentence (UsageError), not a
-    traceback that breaks every command."""
-    env = os.environ if env is None else env
-    text = (env.get(name) or "").strip()
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or not lo <= value <= hi:
-        raise UsageError(
-            f"{name}={text!r} is not {what} from {lo} to {hi}: set it to such a number "
-            f"(default {default}) or unset it."
-        )
-    return value
 
 
 def max_download_bytes(env=None):

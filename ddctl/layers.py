@@ -40,7 +40,7 @@ def list_layers(client, image: str = DEFAULT_TAG, labels=None) -> list:
     """The image's dreamable layers; SDK errors propagate to the CLI's error boundary."""
     img = ensure_image(client, image)
     run_id = containers.new_run_id()
-    kwargs = containers.engine_settings("layers", run_id, ["--list-layers"], labels)
+    kwargs = containers.engine_settings("layers", run_id, ["--list-layers"], labels, client=client)
     code, out, err = containers.run_to_completion(client, img.id, **kwargs)
     if code != 0:
         tail = " ".join(err.split()[-60:])[-300:]

@@ -7,7 +7,10 @@ allowed?); NaN and infinities are never allowed.
 
 import argparse
 import math
+import os
 from typing import Callable, Union
+
+from ddctl.errors import UsageError
 
 LIMITS = {
     "iterations": ("int", 1, 100000, True),
@@ -70,3 +73,24 @@ def check_layer_name(layer: str) -> str:
             f"(put options before SOURCE, or after the numbers)."
         )
     return layer
+
+
+def env_number(name, default, lo, hi, env=None, what="a whole number"):
+    """An int from the environment variable `name` (default when unset or empty).
+
+    Read when used, never at import: a bad value is one sentence (UsageError), not a
+    traceback that breaks every command."""
+    env = os.environ if env is None else env
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise UsageError(
+            f"{name}={text!r} is not {what} from {lo} to {hi}: set it to such a number "
+            f"(default {default}) or unset it."
+        )
+    return value

@@ -750,9 +750,11 @@ def watch_stdin(stdin, on_close):
     included, the daemon closes it and the dream stops instead of dreaming on alone.
     """
 
+    fd = stdin.fileno()  # os.read, not the buffered reader: its lock would block shutdown
+
     def watch():
         try:
-            while stdin.read(4096):
+            while os.read(fd, 4096):
                 pass
         except (OSError, ValueError):
             pass
@@ -785,8 +787,8 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
             a = parse_args(argv)
         except SystemExit as e:  # --help
             return e.code or 0
-        if a.exit_with_stdin and old:
-            watch_stdin(getattr(sys.stdin, 'buffer', sys.stdin), _stop_self)
+        if a.exit_with_stdin and old and sys.stdin is not None:
+            watch_stdin(sys.stdin, _stop_self)
         if a.mode != 'dream':
             mod = importlib.import_module('engine.' + a.mode)
             return mod.run(a, Context(net_factory, events, written, state))

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 
 from ddctl.build import BuildSummary, build_image, human_size
 from ddctl.client import Endpoint, make_client, resolve_endpoint
+from ddctl.containers import remove_leftovers
 from ddctl.errors import one_line
 from ddctl.image import DEFAULT_TAG, UNTRAINED, WeightsChoice
 from ddctl.run.naming import DEFAULT_OUTPUT
@@ -63,6 +64,18 @@ def connect(timeout: int = 60) -> tuple:
     that needs no Docker has been checked; SDK errors reach the CLI's error boundary."""
     ep: Endpoint = resolve_endpoint()
     return ep, make_client(ep, timeout=timeout)
+
+
+def clean_leftovers(ui, client) -> None:
+    """Remove what a killed ddctl left (containers, temp folders) and say so."""
+    names, folders = remove_leftovers(client)
+    if names:
+        say(
+            ui,
+            f"removed {len(names)} leftover dream container(s) of a ddctl that was killed: {', '.join(names)}",
+        )
+    if folders:
+        say(ui, f"removed {len(folders)} leftover temp folder(s): {', '.join(folders)}")
 
 
 # --- rendering -----------------------------------------------------------------------------

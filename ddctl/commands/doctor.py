@@ -126,12 +126,9 @@ def run_env(args, ui):
                 f"that bundle instead of ca.pem; unset {'them' if len(bundles) > 1 else 'it'} for docker-py scripts",
                 soft_wrap=True,
             )
+    # The eval hint is in the output itself, as a comment (docker-machine's form): once.
     ui.out.file.write(shellenv.render(shell, settings, flags))
     ui.out.file.flush()
-    ui.err.print(
-        f"Run this command to configure your shell: {escape(shellenv.eval_hint(shell, flags))}",
-        soft_wrap=True,
-    )
     return 0
 
 

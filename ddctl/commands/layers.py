@@ -2,7 +2,7 @@
 
 from rich.table import Table
 
-from ddctl.commands.common import add_image_option, connect
+from ddctl.commands.common import add_image_option, clean_leftovers, connect
 from ddctl.layers import list_layers
 
 
@@ -19,6 +19,7 @@ def add_parser(sub):
 
 def run(args, ui):
     _ep, client = connect()
+    clean_leftovers(ui, client)
     layers = list_layers(client, args.image)
     table = Table(title=f"layers of {args.image}", title_justify="left")
     table.add_column("layer")

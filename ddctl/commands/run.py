@@ -1,7 +1,6 @@
 """`ddctl run`: parsing and rendering only (the work is ddctl/run/ and ddctl/fetch.py)."""
 
 import argparse
-import tempfile
 import time
 
 from rich.progress import BarColumn, Progress, TextColumn
@@ -9,12 +8,13 @@ from rich.progress import BarColumn, Progress, TextColumn
 from ddctl.commands.common import (
     add_image_option,
     build_with_view,
+    clean_leftovers,
     connect,
     say,
     seconds,
     warn_if_untrained,
 )
-from ddctl.errors import DdctlError
+from ddctl.containers import temp_folder
 from ddctl.fetch import check_settings
 from ddctl.image import check_tag
 from ddctl.limits import arg_type, check_layer_name
@@ -245,7 +245,7 @@ def run(args, ui):
     opts = options_of(args)
     view = RunView(ui, opts)
     build = None
-    with tempfile.TemporaryDirectory(prefix="ddctl-") as workdir:
+    with temp_folder() as workdir:  # ddctl-<pid>-XXXX: a killed run's is found and removed
         # Everything that needs no Docker first: the transfer setting, the output folder,
         # the picture (downloaded and verified here).
         job = prepare(
@@ -257,6 +257,7 @@ def run(args, ui):
             on_event=view,
         )
         ep, client = connect()
+        clean_leftovers(ui, client)
         if not args.no_build:
 
             def build(tag):
@@ -360,7 +361,7 @@ def run_batch_command(args, ui):
     opts = options_of(args)
     view = BatchView(ui, opts)
     build = None
-    with tempfile.TemporaryDirectory(prefix="ddctl-") as workdir:
+    with temp_folder() as workdir:  # ddctl-<pid>-XXXX: a killed run's is found and removed
         job = prepare_batch(
             args.source,
             workdir,
@@ -372,6 +373,7 @@ def run_batch_command(args, ui):
         )
         if job.to_dream:
             ep, client = connect()
+            clean_leftovers(ui, client)
             if not args.no_build:
 
                 def build(tag):

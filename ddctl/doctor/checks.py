@@ -256,7 +256,9 @@ def check_endpoint(ctx):
                 else "`docker context use default`, or create it (`docker context ls`)",
                 data={"DOCKER_CONTEXT": env.get("DOCKER_CONTEXT")},
             )
-            if not from_env:
+            if from_env:  # --fix says it cannot: the variable lives in the user's shell
+                r.fix = "unset DOCKER_CONTEXT"
+            else:
                 r.fix = "make `default` the current context again (what `docker context use default` does)"
             found = probe_sockets(ctx)
             if found:
@@ -281,6 +283,16 @@ def check_endpoint(ctx):
             "endpoint",
             f"{detail}; " + "; ".join(ep.conflicts),
             hint="`unset DOCKER_CONTEXT` (or `unset DOCKER_HOST` to use the context)",
+            data=data,
+        )
+    tls_vars = [k for k in ("DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH") if env.get(k)]
+    if tls_vars and ep.host.startswith(("unix://", "npipe://")):
+        return warn(
+            "endpoint",
+            f"{detail}; {' and '.join(tls_vars)} {'are' if len(tls_vars) > 1 else 'is'} set but the "
+            "endpoint is a local socket, which never uses TLS: left over from a docker-machine or "
+            "boot2docker shell? (the docker CLI ignores them here; a later tcp:// DOCKER_HOST would use them)",
+            hint=f"`unset {' '.join(tls_vars)}`",
             data=data,
         )
     if ep.source == "DOCKER_HOST" and env.get("DOCKER_CERT_PATH") and env.get("DOCKER_TLS_VERIFY") is None:
@@ -712,6 +724,30 @@ def check_profile(ctx):
     )
 
 
+def check_leftovers(ctx):
+    """Dream containers (and temp folders) a killed ddctl left behind."""
+    from ddctl.containers import TEMP_PREFIX, leftovers, stale_temp_folders
+
+    found = leftovers(ctx.client)
+    folders = stale_temp_folders()
+    if not found and not folders:
+        return ok("leftovers", "no dream container nor temp folder left by a killed ddctl")
+    names = [c.name for c in found]
+    running = [c.name for c in found if c.status == "running"]
+    what = []
+    if names:
+        what.append(f"{len(names)} dream container(s) of a ddctl that is gone ({', '.join(names)})")
+    if folders:
+        what.append(f"{len(folders)} temp folder(s) {TEMP_PREFIX}<pid>-* of one")
+    return warn(
+        "leftovers",
+        " and ".join(what) + (f"; {len(running)} still running" if running else ""),
+        hint="`ddctl doctor --fix` removes them (so does the next `ddctl run` or `ddctl layers`)",
+        fix="remove the leftover dream containers and temp folders",
+        data={"containers": names, "running": running, "folders": folders},
+    )
+
+
 CHECKS = (
     Check("endpoint", "Endpoint", check_endpoint),
     Check("socket", "Socket", check_socket, ("endpoint",)),
@@ -723,6 +759,7 @@ CHECKS = (
     Check("disk", "Disk space", check_disk, ("connection",)),
     Check("image", "Dream image", check_image, ("connection",)),
     Check("boot2docker-profile", "boot2docker profile", check_profile, ("connection",)),
+    Check("leftovers", "Leftover dreams", check_leftovers, ("connection",)),
     *SWARM_CHECKS,
     *SECURITY_CHECKS,
 )

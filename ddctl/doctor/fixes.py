@@ -18,7 +18,13 @@ def config_path(env):
 
 
 def fix_current_context(ctx, result):
-    """The config's currentContext names a context that does not exist: back to default."""
+    """The config's currentContext names a context that does not exist: back to default.
+    A DOCKER_CONTEXT variable cannot be fixed from here: say so."""
+    if result.data.get("DOCKER_CONTEXT"):
+        raise DdctlError(
+            "ddctl cannot change your shell's environment: run `unset DOCKER_CONTEXT` yourself "
+            "(or `eval \"$(ddctl doctor env)\"`)"
+        )
     path = config_path(ctx.env)
     with open(path) as f:
         cfg = json.load(f)
@@ -42,7 +48,24 @@ def fix_profile(ctx, result):
     )
 
 
-FIXES = {"endpoint": fix_current_context, "boot2docker-profile": fix_profile, **security.FIXES, **swarm.FIXES}
+def fix_leftovers(ctx, result):
+    """Remove what killed ddctl runs left (containers with their volumes, temp folders)."""
+    from ddctl.containers import remove_leftovers
+
+    names, folders = remove_leftovers(ctx.client)
+    wanted = len(result.data.get("containers", [])) + len(result.data.get("folders", []))
+    if wanted and not names and not folders:
+        raise DdctlError("the daemon refused to remove them (see `docker ps -a --filter label=io.ddctl.run`)")
+    return f"removed {len(names)} leftover dream container(s) and {len(folders)} temp folder(s)"
+
+
+FIXES = {
+    "endpoint": fix_current_context,
+    "leftovers": fix_leftovers,
+    "boot2docker-profile": fix_profile,
+    **security.FIXES,
+    **swarm.FIXES,
+}
 
 
 def apply_fixes(results, ctx):

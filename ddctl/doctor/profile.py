@@ -11,7 +11,7 @@ import posixpath
 
 import docker
 
-from ddctl.containers import run_to_completion
+from ddctl.containers import lockdown, run_to_completion
 from ddctl.context import find_context
 from ddctl.errors import DdctlError, UsageError
 from ddctl.image import DEFAULT_TAG
@@ -98,10 +98,12 @@ def _run(client, path, mode, image=None):
                 timeout=60,
                 entrypoint=["/bin/sh", "-c", SCRIPT],
                 command=[],
+                # uid 0: it reads and appends to root's file on the daemon's host, but with
+                # no capability, no-new-privileges, a read-only root, pids and memory limits
                 user="0:0",
                 environment=env,
-                network_mode="none",
                 labels=LABELS,
+                **lockdown(client),
                 mounts=[docker.types.Mount(target="/target", source=folder, type="bind")],
             )
             out = (out + err).strip()

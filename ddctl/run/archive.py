@@ -6,7 +6,6 @@ import os
 import posixpath
 import tarfile
 import tempfile
-import time
 from typing import Optional
 
 from ddctl.run.naming import plan_extraction
@@ -16,13 +15,11 @@ from ddctl.run.options import IMAGES
 def input_archive(
     picture_path: str, filename: str, uid: Optional[int] = None, gid: Optional[int] = None
 ) -> bytes:
-    """A tar holding input/<filename>, readable by the container's user."""
+    """A tar holding <filename>, readable by the container's user, for put_archive into
+    the container's input folder (a volume: the container's root is read-only)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        d = tarfile.TarInfo("input")
-        d.type, d.mode, d.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
-        tar.addfile(d)
-        info = tar.gettarinfo(picture_path, "input/" + filename)
+        info = tar.gettarinfo(picture_path, filename)
         info.mode, info.uid, info.gid = 0o644, uid or 0, gid or 0
         info.uname = info.gname = ""
         with open(picture_path, "rb") as f:

@@ -11,6 +11,7 @@ here: a bind source the daemon cannot see (BindUnavailable: the caller falls bac
 archive copy) and a container removed by someone else while it ran.
 """
 
+import contextlib
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -85,17 +86,32 @@ def oom_message(memory: int) -> str:
 
 
 def create(
-    client, image_id: str, picture, opts: DreamOptions, outdir: str, mode: str, labels: dict, run_id: str
+    client,
+    image_id: str,
+    picture,
+    opts: DreamOptions,
+    outdir: str,
+    mode: str,
+    labels: dict,
+    run_id: str,
+    memory: Optional[int] = None,
 ):
     """The dream container, created (not started); BindUnavailable when mounts cannot work."""
     source_in = f"{INPUT_DIR}/{picture.filename}"
-    kwargs = containers.engine_settings("run", run_id, engine_command(source_in, picture.stem, opts), labels)
-    kwargs.update(detach=True, tty=False, stdin_open=False)
+    # --exit-with-stdin: the engine stops when its stdin (attached by ddctl, StdinOnce)
+    # closes, so a killed ddctl leaves nothing dreaming.
+    command = ["--exit-with-stdin"] + engine_command(source_in, picture.stem, opts)
+    kwargs = containers.engine_settings("run", run_id, command, labels, memory=memory, client=client)
+    # stdin_open with detach=False is how the SDK sets StdinOnce: the daemon closes the
+    # engine's stdin when ddctl's attach ends (ddctl still starts and follows it itself).
+    kwargs.update(detach=False, tty=False, stdin_open=True)
     if mode == "mount":
         kwargs["mounts"] = [
             Mount(IMAGES, outdir, type="bind"),
             Mount(source_in, picture.path, type="bind", read_only=True),
         ]
+    else:  # the root is read-only: the archive copy goes through two anonymous volumes
+        kwargs["mounts"] = [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
     try:
         return containers.create(client, image_id, **kwargs)
     except APIError as exc:
@@ -107,7 +123,16 @@ def create(
 def send_input(container, picture) -> None:
     """The archive copy's way in: input/<file> put into the container, owned by the caller."""
     uid, gid = containers.invoking_user()
-    container.put_archive("/", input_archive(picture.path, picture.filename, uid, gid))
+    container.put_archive(INPUT_DIR, input_archive(picture.path, picture.filename, uid, gid))
+
+
+def attach_stdin(container):
+    """The container's stdin, attached (the engine's --exit-with-stdin watches it); None
+    when the daemon refuses (the Reaper and the next command still clean up)."""
+    try:
+        return container.attach_socket(params={"stdin": 1, "stream": 1})
+    except Exception:
+        return None
 
 
 def follow(container, emit: Emit, outcome: Outcome) -> None:
@@ -163,7 +188,7 @@ def cleanup(container, outdir: str, mode: str, interrupted: bool) -> None:
                     pass
         for _attempt in range(2):
             try:
-                container.remove(force=True)
+                container.remove(force=True, v=True)  # v: its anonymous volumes too
                 break
             except NotFound:
                 break
@@ -179,9 +204,16 @@ def run(
 ) -> Outcome:
     """The container's whole life; an Outcome, or Interrupted on Ctrl-C (container removed)."""
     run_id = containers.new_run_id()
-    container, interrupted, outcome = None, False, Outcome(run_id=run_id, memory=containers.memory_limit())
+    container, interrupted, outcome = (
+        None,
+        False,
+        Outcome(run_id=run_id, memory=containers.memory_limit(client)),
+    )
+    reaper, stdin = None, None
     try:
-        container = create(client, image_id, picture, opts, outdir, mode, labels, run_id)
+        container = create(client, image_id, picture, opts, outdir, mode, labels, run_id, outcome.memory)
+        reaper = containers.Reaper(container.id)  # removes it if ddctl is killed
+        stdin = attach_stdin(container)
         emit("container", {"id": container.short_id, "run_id": run_id})
         if mode == "copy":
             send_input(container, picture)
@@ -200,6 +232,11 @@ def run(
     finally:
         if container is not None:
             cleanup(container, outdir, mode, interrupted)
+        if stdin is not None:
+            with contextlib.suppress(Exception):
+                stdin.close()
+        if reaper is not None:
+            reaper.done()
     if interrupted:
         raise Interrupted(
             f"interrupted: the container was stopped and removed; what was already written stays in {outdir}."

@@ -46,18 +46,9 @@ class DreamOptions:
 
 
 def engine_command(source_in_container: str, name: str, opts: DreamOptions) -> list:
-    """The engine's argv per the README contract."""
-    cmd = [
-        source_in_container,
-        opts.layer,
-        str(opts.iterations),
-        str(opts.octaves),
-        _num(opts.octave_scale),
-        "--name",
-        name,
-        "--progress",
-        "json",
-    ]
+    """The engine's argv per the README contract: options, then `--`, then the positionals
+    (so a LAYER such as `--output-dir=/x` can never be read as an option)."""
+    cmd = ["--name", name, "--progress", "json"]
     if opts.step_size is not None:
         cmd += ["--step-size", _num(opts.step_size)]
     if opts.jitter is not None:
@@ -70,7 +61,14 @@ def engine_command(source_in_container: str, name: str, opts: DreamOptions) -> l
         cmd += ["--max-size", str(opts.max_size)]
     if opts.tile is not None:
         cmd += ["--tile", str(opts.tile)]
-    return cmd
+    return cmd + [
+        "--",
+        source_in_container,
+        opts.layer,
+        str(opts.iterations),
+        str(opts.octaves),
+        _num(opts.octave_scale),
+    ]
 
 
 def batch_command(list_in_container: str, opts: DreamOptions, force: bool = False) -> list:

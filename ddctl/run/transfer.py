@@ -5,6 +5,7 @@ import os
 from typing import Optional
 
 from ddctl.client import Endpoint
+from ddctl.containers import DREAM_UID, runs_as_root
 from ddctl.errors import UsageError
 
 MODES = ("mount", "copy")
@@ -22,6 +23,10 @@ def forced_transfer(force: Optional[str] = None, env=None) -> Optional[str]:
 def choose_transfer(ep: Endpoint, force: Optional[str] = None, env=None) -> tuple:
     """('mount'|'copy', why) for this endpoint; force or DDCTL_TRANSFER override."""
     mode = forced_transfer(force, env)
+    if runs_as_root():
+        # The engine never runs as uid 0: as the image's dreamer it could not write a
+        # root-owned folder, so the files travel by copy and then belong to root.
+        return "copy", f"ddctl runs as root: the engine runs as uid {DREAM_UID}, the files are copied out"
     if mode:
         how = "--copy" if force else f"DDCTL_TRANSFER={mode}"
         return mode, f"{how} asked for it"

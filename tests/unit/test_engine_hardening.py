@@ -89,7 +89,8 @@ def test_a_picture_shrunk_by_max_size_says_so(tmp_path):
 def test_watch_stdin_calls_back_on_end_of_file():
     r, w = os.pipe()
     closed = threading.Event()
-    cli.watch_stdin(os.fdopen(r, 'rb'), closed.set)
+    reader = os.fdopen(r, 'rb')  # kept: its end would close the fd
+    cli.watch_stdin(reader, closed.set)
     os.write(w, b'still here')
     assert not closed.wait(0.3)
     os.close(w)

@@ -36,6 +36,64 @@ def run_dream(client, source, opts=None, output_dir="dreams", ep=LOCAL, transfer
         return dream.dream(client, job, ep, on_event=on_event, **kw)
 
 
+def test_engine_command_follows_the_contract():
+    o = DreamOptions(
+        layer="inception_3b/5x5_reduce",
+        iterations=19,
+        octaves=4,
+        octave_scale=1.4,
+        step_size=2.0,
+        jitter=0,
+        seed=7,
+        save_steps=True,
+        max_size=160,
+    )
+    assert options.engine_command("/input/cat.jpg", "cat", o) == [
+        "--name",
+        "cat",
+        "--progress",
+        "json",
+        "--step-size",
+        "2",
+        "--jitter",
+        "0",
+        "--seed",
+        "7",
+        "--save-steps",
+        "--max-size",
+        "160",
+        "--",  # positionals last, after --: a LAYER is never read as an option
+        "/input/cat.jpg",
+        "inception_3b/5x5_reduce",
+        "19",
+        "4",
+        "1.4",
+    ]
+    assert options.engine_command("/input/a.png", "a", DreamOptions())[-6:] == [
+        "--",
+        "/input/a.png",
+        "inception_4c/output",
+        "10",
+        "4",
+        "1.4",
+    ]
+
+
+def test_a_layer_that_looks_like_an_option_reaches_the_engine_as_a_layer(tmp_path):
+    from engine import cli as engine_cli
+
+    o = DreamOptions(layer="--output-dir=/images/x")
+    a = engine_cli.parse_args(options.engine_command("/input/a.png", "a", o))
+    assert a.layer == "--output-dir=/images/x" and a.output_dir == "/images"
+
+
+@pytest.mark.parametrize("force, env", [(None, {}), (None, {"DDCTL_TRANSFER": "mount"})])
+def test_root_always_copies_so_the_engine_never_runs_as_root(force, env, monkeypatch):
+    monkeypatch.setattr(transfer, "runs_as_root", lambda: True)
+    got, why = transfer.choose_transfer(Endpoint(host="unix:///var/run/docker.sock", source="x"), force, env)
+    assert got == "copy" and "root" in why
+
+
 @pytest.mark.parametrize(
     "host, force, env, mode",
     [
@@ -47,7 +105,8 @@ def run_dream(client, source, opts=None, output_dir="dreams", ep=LOCAL, transfer
         ("tcp://10.0.0.1:2375", None, {"DDCTL_TRANSFER": "mount"}, "mount"),
     ],
 )
-def test_the_transfer_follows_the_daemon_or_what_was_forced(host, force, env, mode):
+def test_the_transfer_follows_the_daemon_or_what_was_forced(host, force, env, mode, monkeypatch):
+    monkeypatch.setattr(transfer, "runs_as_root", lambda: False)
     got, why = transfer.choose_transfer(Endpoint(host=host, source="x"), force, env)
     assert got == mode and why
     if mode == "copy" and not force and not env:
@@ -223,11 +282,18 @@ FINAL = "cat-conv1-i1-o1.png"
 ONE = DreamOptions(layer="conv1", iterations=1, octaves=1)
 
 
+@pytest.fixture(autouse=True)
+def not_root(monkeypatch):
+    """These tests are about a normal user's run (root's always copies: tested apart)."""
+    monkeypatch.setattr(transfer, "runs_as_root", lambda: False)
+
+
 class FakeContainer:
     def __init__(self, client, kw, chunks, code, stderr=b"", interrupt_after=None, no_binds=False):
         self.client, self.kw, self.chunks, self.code, self.stderr = client, kw, chunks, code, stderr
         self.short_id, self.attrs, self.removed, self.stopped = "c0ffee", {"State": {}}, False, False
         self.name = "ddctl-run-c0ffee"
+        self.id = "c0ffee" * 10
         self.put, self.interrupt_after = [], interrupt_after
 
     def put_archive(self, path, data):
@@ -262,8 +328,8 @@ class FakeContainer:
     def stop(self, timeout=None):
         self.stopped = True
 
-    def remove(self, force=False):
-        self.removed = True
+    def remove(self, force=False, v=False):
+        self.removed, self.volumes_removed = True, v
 
 
 class FakeClient:
@@ -281,7 +347,7 @@ class FakeClient:
         )
 
     def _create(self, image, **kw):
-        if self.ckw.get("no_binds") and "mounts" in kw:
+        if self.ckw.get("no_binds") and any(m.get("Type") == "bind" for m in kw.get("mounts", [])):
             raise APIError(
                 "400",
                 explanation="invalid mount config for type \"bind\": bind source path does not exist: /tmp/x",
@@ -312,7 +378,14 @@ def test_a_mounted_run_reports_events_and_removes_its_container(tmp_path, cat):
     c = client.containers_made[0]
     assert res.path == str(tmp_path / "out" / FINAL) and res.transfer == "mount"
     assert c.kw["network_disabled"] and c.kw["network_mode"] == "none"
-    assert c.kw["user"] == f"{os.getuid()}:{os.getgid()}" and "io.ddctl.run" in c.kw["labels"]
+    want_user = f"{os.getuid()}:{os.getgid()}" if os.getuid() != 0 else "1000:1000"  # never uid 0
+    assert c.kw["user"] == want_user and "io.ddctl.run" in c.kw["labels"]
+    # the lock-down (README "The dream container")
+    assert c.kw["cap_drop"] == ["ALL"] and c.kw["security_opt"] == ["no-new-privileges"]
+    assert c.kw["read_only"] and "/tmp" in c.kw["tmpfs"] and c.kw["pids_limit"] > 0
+    assert c.kw["mem_limit"] > 0 and c.kw["memswap_limit"] == c.kw["mem_limit"]
+    assert c.kw["stdin_open"] and not c.kw["detach"] and c.kw["command"][0] == "--exit-with-stdin"
+    assert c.volumes_removed
     mounts = {m["Target"]: m for m in c.kw["mounts"]}
     assert mounts["/images"]["Source"] == str(tmp_path / "out") and not mounts["/images"]["ReadOnly"]
     assert mounts["/input/cat.png"]["ReadOnly"] and mounts["/input/cat.png"]["Source"] == cat
@@ -335,9 +408,11 @@ def test_a_copied_run_puts_the_input_and_gets_the_results(tmp_path, cat):
         transfer="copy",
     )
     c = client.containers_made[0]
-    assert "mounts" not in c.kw and c.put[0][0] == "/"
+    # the root is read-only: /images and /input are anonymous volumes, removed with it
+    assert {(m["Target"], m["Type"]) for m in c.kw["mounts"]} == {("/images", "volume"), ("/input", "volume")}
+    assert c.kw["read_only"] and c.put[0][0] == "/input" and c.volumes_removed
     with tarfile.open(fileobj=io.BytesIO(c.put[0][1])) as t:
-        m = t.getmember("input/cat.png")
+        m = t.getmember("cat.png")
         assert m.mode == 0o644 and m.uid == os.getuid()
     assert res.transfer == "copy" and res.path == str(out / "cat-conv1-i1-o1-2.png")
     assert (out / FINAL).read_bytes() == b"older" and c.removed
