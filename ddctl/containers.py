@@ -271,23 +271,17 @@ def as_invoking_user(create_kwargs: dict) -> dict:
     return create_kwargs
 
 
-def engine_settings(
-    kind: str, run_id: str, command: list, labels: Optional[dict] = None, client=None
-) -> dict:
+def engine_settings(kind: str, run_id: str, command: list, labels: Optional[dict] = None, *, client) -> dict:
     """create() arguments for a container running the engine: `ddctl-<kind>-<run_id>`,
-    locked down (lockdown(client); no network only, without a client), never uid 0,
+    locked down (lockdown(client): the daemon's memory sets the limit), never uid 0,
     labelled with DDCTL_LABELS, `labels`, io.ddctl.run and io.ddctl.owner."""
-    settings = dict(
+    return dict(
         command=command,
         name=f"ddctl-{kind}-{run_id}",
         labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id, OWNER_LABEL: owner_label()},
-        network_disabled=True,
-        network_mode="none",
         user=container_user(),
+        **lockdown(client),
     )
-    if client is not None:
-        settings.update(lockdown(client))
-    return settings
 
 
 def create(client, image, **create_kwargs):

@@ -110,15 +110,19 @@ def run_mode(
 def _run(client, image_id, job: ModeJob, mode, emit, labels) -> life.Outcome:
     run_id = containers.new_run_id()
     outcome = life.Outcome(run_id=run_id)
-    kwargs = containers.engine_settings(job.kind, run_id, job.command, labels)
-    kwargs.update(detach=True, tty=False, stdin_open=False)
+    # locked down like a dream (containers.engine_settings), stopped when ddctl is gone
+    command = ["--exit-with-stdin"] + list(job.command)
+    kwargs = containers.engine_settings(job.kind, run_id, command, labels, client=client)
+    kwargs.update(detach=False, tty=False, stdin_open=True)  # StdinOnce: see run/container.py
     if mode == "mount":
         kwargs["mounts"] = [Mount(IMAGES, job.outdir, type="bind")]
         if job.picture is not None:
             kwargs["mounts"].append(
                 Mount(source_in(job.picture), job.picture.path, type="bind", read_only=True)
             )
-    container, interrupted = None, False
+    else:  # the root is read-only: the archive copy goes through two anonymous volumes
+        kwargs["mounts"] = [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
+    container, interrupted, reaper, stdin = None, False, None, None
     try:
         try:
             container = containers.create(client, image_id, **kwargs)
@@ -126,6 +130,8 @@ def _run(client, image_id, job: ModeJob, mode, emit, labels) -> life.Outcome:
             if mode == "mount" and "bind source path does not exist" in str(exc):
                 raise life.BindUnavailable(str(exc))
             raise
+        reaper = containers.Reaper(container.id)
+        stdin = life.attach_stdin(container)
         emit("container", {"id": container.short_id, "run_id": run_id})
         if mode == "copy":
             if job.picture is not None:
@@ -151,6 +157,7 @@ def _run(client, image_id, job: ModeJob, mode, emit, labels) -> life.Outcome:
             if interrupted:
                 _stop_and_keep(container, job, mode)
             life.cleanup(container, job.outdir, "mount", False)
+        life.release(stdin, reaper)
     if interrupted:
         raise Interrupted(
             f"interrupted: the container was stopped and removed; what was already written stays in "

@@ -135,6 +135,16 @@ def attach_stdin(container):
         return None
 
 
+def release(stdin, reaper) -> None:
+    """After the container is removed: close the attached stdin, dismiss the watcher."""
+    if stdin is not None:
+        with contextlib.suppress(Exception):
+            getattr(stdin, "_sock", stdin).close()
+            stdin.close()
+    if reaper is not None:
+        reaper.done()
+
+
 def follow(container, emit: Emit, outcome: Outcome) -> None:
     """Start the container and read the engine's events until its stdout ends."""
     container.start()
@@ -232,11 +242,7 @@ def run(
     finally:
         if container is not None:
             cleanup(container, outdir, mode, interrupted)
-        if stdin is not None:
-            with contextlib.suppress(Exception):
-                stdin.close()
-        if reaper is not None:
-            reaper.done()
+        release(stdin, reaper)
     if interrupted:
         raise Interrupted(
             f"interrupted: the container was stopped and removed; what was already written stays in {outdir}."

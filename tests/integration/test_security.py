@@ -268,7 +268,7 @@ def test_an_engine_whose_ddctl_vanished_stops_by_itself(docker_client, dream_ima
         "t",
         ["--exit-with-stdin", "--", "big.png", "inception_4c/output", "50", "3"],
         TEST_LABEL,
-        docker_client,
+        client=docker_client,
     )
     os.chmod(str(tmp_path), 0o777)
     c = containers.create(
@@ -325,7 +325,9 @@ def test_doctor_reports_and_fixes_a_leftover(docker_client, dream_image, tmp_pat
 
     dead = subprocess.Popen(["true"])
     dead.wait()
-    settings = containers.engine_settings("run", "leftover", ["--list-layers"], TEST_LABEL, docker_client)
+    settings = containers.engine_settings(
+        "run", "leftover", ["--list-layers"], TEST_LABEL, client=docker_client
+    )
     settings["labels"][containers.OWNER_LABEL] = f"{__import__('socket').gethostname()}:{dead.pid}:1"
     c = containers.create(docker_client, dream_image, **settings)
     try:
