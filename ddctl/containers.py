@@ -108,6 +108,12 @@ def container_user() -> str:
     return f"{uid}:{gid}"
 
 
+def container_ids() -> tuple[int, int]:
+    """(uid, gid) of container_user(), for files ddctl puts into the container."""
+    uid, gid = container_user().split(":")
+    return int(uid), int(gid)
+
+
 def runs_as_root() -> bool:
     return invoking_user()[0] == 0
 

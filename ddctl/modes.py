@@ -193,7 +193,7 @@ def _stop_and_keep(container, job, mode):
 
 def folder_archive(outdir: str, name: str) -> bytes:
     """A tar of outdir/name as name/..., owned by the invoking user (the engine writes into it)."""
-    uid, gid = containers.invoking_user()
+    uid, gid = containers.container_ids()  # the engine's user (never 0), who writes into it
     buf = io.BytesIO()
     root = os.path.join(outdir, name)
     with tarfile.open(fileobj=buf, mode="w") as tar:

@@ -122,7 +122,7 @@ def create(
 
 def send_input(container, picture) -> None:
     """The archive copy's way in: input/<file> put into the container, owned by the caller."""
-    uid, gid = containers.invoking_user()
+    uid, gid = containers.container_ids()
     container.put_archive(INPUT_DIR, input_archive(picture.path, picture.filename, uid, gid))
 
 
