@@ -64,7 +64,7 @@ def human_bytes(n: int) -> str:
     return f"{n / (1 << 30):.1f} GB" if n >= 1 << 30 else f"{n >> 20} MB"
 
 
-def memory_limit(client=None, env=None) -> int:
+def memory_limit(env=None, client=None) -> int:
     """The dream container's memory limit in bytes: DDCTL_MEMORY (e.g. 6g) when set;
     otherwise DEFAULT_MEMORY (4 GB), or 75% of the daemon's memory (`docker info`
     MemTotal, the VM's on Docker Desktop) when that is less."""
@@ -85,7 +85,7 @@ def memory_limit(client=None, env=None) -> int:
 
 def lockdown(client, memory: Optional[int] = None) -> dict:
     """create() arguments that lock a container down (every engine container gets them)."""
-    mem = memory or memory_limit(client)
+    mem = memory or memory_limit(client=client)
     return dict(
         network_disabled=True,
         network_mode="none",
@@ -277,7 +277,15 @@ def as_invoking_user(create_kwargs: dict) -> dict:
     return create_kwargs
 
 
-def engine_settings(kind: str, run_id: str, command: list, labels: Optional[dict] = None, *, client) -> dict:
+def engine_settings(
+    kind: str,
+    run_id: str,
+    command: list,
+    labels: Optional[dict] = None,
+    memory: Optional[int] = None,
+    *,
+    client,
+) -> dict:
     """create() arguments for a container running the engine: `ddctl-<kind>-<run_id>`,
     locked down (lockdown(client): the daemon's memory sets the limit), never uid 0,
     labelled with DDCTL_LABELS, `labels`, io.ddctl.run and io.ddctl.owner."""
@@ -286,7 +294,7 @@ def engine_settings(kind: str, run_id: str, command: list, labels: Optional[dict
         name=f"ddctl-{kind}-{run_id}",
         labels={**extra_labels(), **(labels or {}), RUN_LABEL: run_id, OWNER_LABEL: owner_label()},
         user=container_user(),
-        **lockdown(client),
+        **lockdown(client, memory),
     )
 
 

@@ -15,6 +15,7 @@ from ddctl.commands.common import (
     warn_if_untrained,
 )
 from ddctl.containers import temp_folder
+from ddctl.errors import DdctlError
 from ddctl.fetch import check_settings
 from ddctl.image import check_tag
 from ddctl.limits import arg_type, check_layer_name

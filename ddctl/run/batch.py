@@ -248,7 +248,7 @@ def _input_tar(stage: str, uid, gid):
             info.mode = 0o755 if info.isdir() else 0o644
             return info
 
-        tar.add(stage, arcname="input", filter=owned)
+        tar.add(stage, arcname=".", filter=owned)  # into the container's input folder
     f.seek(0)
     return f
 
@@ -322,19 +322,22 @@ def run_batch(
 
 def _run(client, image_id, job, mode, emit, labels, result):
     run_id = containers.new_run_id()
-    memory = containers.memory_limit()
+    memory = containers.memory_limit(client=client)
     result.transfer, result.run_id = mode, run_id
     by_shown = {i.shown: i for i in job.to_dream}
-    cmd = batch_command(f"{INPUT_DIR}/{LIST_NAME}", job.opts, job.force)
-    kwargs = containers.engine_settings("batch", run_id, cmd, labels, memory=memory)
-    kwargs.update(detach=True, tty=False, stdin_open=False)
+    # locked down like a dream (containers.engine_settings), stopped when ddctl is gone
+    cmd = ["--exit-with-stdin"] + batch_command(f"{INPUT_DIR}/{LIST_NAME}", job.opts, job.force)
+    kwargs = containers.engine_settings("batch", run_id, cmd, labels, memory=memory, client=client)
+    kwargs.update(detach=False, tty=False, stdin_open=True)  # StdinOnce: see run/container.py
     if mode == "mount":
         kwargs["mounts"] = [
             Mount(IMAGES, job.outdir, type="bind"),
             Mount(INPUT_DIR, job.stage, type="bind", read_only=True),
         ]
+    else:  # the root is read-only: the archive copy goes through two anonymous volumes
+        kwargs["mounts"] = [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
     outcome = one.Outcome(run_id=run_id, memory=memory)
-    container, interrupted = None, False
+    container, interrupted, reaper, stdin = None, False, None, None
     try:
         try:
             container = containers.create(client, image_id, **kwargs)
@@ -342,11 +345,13 @@ def _run(client, image_id, job, mode, emit, labels, result):
             if mode == "mount" and "bind source path does not exist" in str(exc):
                 raise one.BindUnavailable(str(exc))
             raise
+        reaper = containers.Reaper(container.id)
+        stdin = one.attach_stdin(container)
         emit("container", {"id": container.short_id, "run_id": run_id})
         if mode == "copy":
-            uid, gid = containers.invoking_user()
+            uid, gid = containers.container_ids()
             with _input_tar(job.stage, uid, gid) as tar:
-                container.put_archive("/", tar)
+                container.put_archive(INPUT_DIR, tar)
         try:
             container.start()
             stdout = container.logs(stream=True, follow=True, stdout=True, stderr=False)
@@ -387,6 +392,7 @@ def _run(client, image_id, job, mode, emit, labels, result):
             # finished pictures are on the host already (mount, or copied as they came):
             # nothing more to copy out of a stopped batch
             one.cleanup(container, job.outdir, "mount", interrupted)
+        one.release(stdin, reaper)
     if interrupted:
         raise Interrupted(
             f"interrupted: the container was stopped and removed; the {result.count('done')} "

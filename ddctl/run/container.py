@@ -217,7 +217,7 @@ def run(
     container, interrupted, outcome = (
         None,
         False,
-        Outcome(run_id=run_id, memory=containers.memory_limit(client)),
+        Outcome(run_id=run_id, memory=containers.memory_limit(client=client)),
     )
     reaper, stdin = None, None
     try:

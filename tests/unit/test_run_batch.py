@@ -141,7 +141,9 @@ def test_memory_limit_default_env_and_refusals():
     for bad in ("lots", "10m", "-1g"):
         with pytest.raises(UsageError, match="DDCTL_MEMORY"):
             containers.memory_limit({"DDCTL_MEMORY": bad})
-    s = containers.engine_settings("run", "abc", ["x"], memory=3 << 30)
+    s = containers.engine_settings(
+        "run", "abc", ["x"], memory=3 << 30, client=None
+    )  # memory given: no daemon asked
     assert s["mem_limit"] == s["memswap_limit"] == 3 << 30
 
 
