@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import threading
+from typing import Any, Optional
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # Caffe's glog chatter off unless asked
 
@@ -151,19 +152,21 @@ def _kernel(param):
 def infer_shapes(netp, h, w):
     """{blob: (C, H, W)} for an input of h x w, by Caffe's rules, without running Caffe.
     Blobs that cannot exist at that size map to None (a window larger than its input)."""
-    shapes = {}
+    shapes: dict[str, Any] = {}  # blob -> (C,H,W), or None where it cannot be known
     for layer in netp.layer:
         t = layer.type
         if t == "Input":
             c = layer.input_param.shape[0].dim[1] if layer.input_param.shape else 3
             shapes[layer.top[0]] = (c, h, w)
             continue
-        ins = [shapes.get(b) for b in layer.bottom]
-        if any(s is None for s in ins):
+        maybe = [shapes.get(b) for b in layer.bottom]
+        ins = [s for s in maybe if s is not None]  # (C,H,W) of each bottom
+        if len(ins) < len(maybe):  # an unknown input: unknown outputs
             for top in layer.top:
                 shapes[top] = None
             continue
         c, ih, iw = ins[0]
+        out: Optional[tuple[int, int, int]]
         if t == "Convolution":
             cp = layer.convolution_param
             (kh, kw), (sh, sw), (ph, pw) = _kernel(cp)
@@ -327,7 +330,7 @@ class L2Objective(caffe.Layer):
 
 
 # the objective of the current step, per cut net: ObjectiveLayer finds its slot by param_str
-_SLOTS = {}
+_SLOTS: dict[str, Any] = {}
 
 
 class ObjectiveLayer(caffe.Layer):
@@ -540,7 +543,7 @@ def warm_up():
         conv_kernels.warm_up()
     x = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6)
     top = np.empty((2, 3, 3), np.float32)
-    mask = np.empty((2, 3, 3), np.int32)
+    mask: np.ndarray = np.empty((2, 3, 3), np.int32)
     _maxpool_forward(x, top, mask, 3, 3, 2, 2, 1, 1)
     _maxpool_backward(top, mask, np.empty_like(x))
     y, scale, power, dx = (np.empty_like(x) for _ in range(4))
@@ -577,6 +580,7 @@ _FAST_LAYERS = {
 # -----------------------------------------------------------------------------
 # convolutions (+ the in-place ReLU after them) on every core: engine/conv_kernels.py
 
+conv_kernels: Any  # engine.conv_kernels, or None where numba or cblas_sgemm is missing
 try:
     from engine import conv_kernels
 except Exception:  # pragma: no cover - no numba, or no cblas_sgemm: Caffe's own layers

@@ -39,6 +39,7 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 import numpy as np
 
@@ -198,9 +199,13 @@ def _number(text, what, name):
         v = conv(text)
     except (TypeError, ValueError, OverflowError):
         v = None
-    bad = v is None or (kind == 'float' and not math.isfinite(v))
-    if not bad:
-        bad = v < lo or (v == lo and not lo_ok) or (hi is not None and v > hi)
+    bad = (
+        v is None
+        or (kind == 'float' and not math.isfinite(v))
+        or v < lo
+        or (v == lo and not lo_ok)
+        or (hi is not None and v > hi)
+    )
     if bad:
         noun = 'a whole number' if kind == 'int' else 'a number'
         if hi is None:
@@ -773,7 +778,8 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
     stderr = sys.stderr if stderr is None else stderr
     net_factory = net_factory or default_net_factory
     events = Events(_progress_mode_of(argv, stdout), stdout, stderr)
-    written, state = [], {}
+    written: list[str] = []
+    state: dict[str, Any] = {}
     old = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):  # docker stop sends SIGTERM
