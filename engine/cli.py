@@ -181,6 +181,11 @@ def build_parser():
         help='with --batch: dream pictures whose result already exists (default: skip them)',
     )
     p.add_argument(
+        '--check-model',
+        action='store_true',
+        help='with --list-layers: first check that the weights fit the prototxt (a model you bring)',
+    )
+    p.add_argument(
         '--guide',
         default=None,
         metavar='PICTURE',
@@ -471,7 +476,16 @@ def default_net_factory(prototxt, weights):
         from engine.caffe_net import load_net  # the only module that imports caffe
     except ImportError as e:
         raise Failure('caffe is not available here (%s): run the engine inside the ddctl image' % e)
-    return load_net(prototxt, weights)
+    try:
+        return load_net(prototxt, weights)
+    except Exception as e:
+        if type(e).__name__ not in ('ParseError', 'DecodeError', 'UnicodeDecodeError'):
+            raise
+        msg = ' '.join(str(e).split())[:200]
+        raise Refused(
+            'the prototxt %s is not a network Caffe can read: %s' % (os.path.basename(prototxt), msg),
+            code='bad_model',
+        )
 
 
 def dreamable_layers(net):
@@ -622,6 +636,10 @@ def _run(a, net_factory, events, written, state):
             img, shown, stem = load_picture(a.source, out_dir, a.max_size)
 
     net = net_factory(a.prototxt, a.weights)
+    if a.list_layers and a.check_model:
+        problem = net.check_model() if hasattr(net, 'check_model') else None
+        if problem:
+            raise Refused(problem, code='bad_model')
     if a.list_layers:
         rows = [
             dict(name=layer.name, channels=int(layer.channels), stride=int(layer.stride))

@@ -21,13 +21,20 @@ from docker.types import Mount
 
 from ddctl import containers
 from ddctl.errors import DdctlError, Interrupted, UsageError
-from ddctl.run.archive import copy_out, input_archive
-from ddctl.run.options import IMAGES, INPUT_DIR, DreamOptions, engine_command
+from ddctl.run.archive import copy_out, input_archive, model_files
+from ddctl.run.options import GUIDE_DIR, IMAGES, INPUT_DIR, MODEL_DIR, DreamOptions, engine_command
 from ddctl.run.progress import lines_of, parse_engine_line
 
 STOP_TIMEOUT = 3  # seconds between SIGTERM and SIGKILL on Ctrl-C
 KEPT_LINES = 15  # the engine's last non-event lines, kept for a failure's message
-REFUSALS = ("unknown_layer", "bad_input", "too_many_octaves")  # engine error codes that are usage errors
+REFUSALS = (
+    "unknown_layer",
+    "bad_input",
+    "too_many_octaves",
+    "bad_channel",
+    "bad_objective",
+    "bad_model",
+)  # engine error codes that are usage errors
 
 Emit = Callable[[str, dict], None]  # emit(kind, data)
 
@@ -96,6 +103,11 @@ def create(
             Mount(IMAGES, outdir, type="bind"),
             Mount(source_in, picture.path, type="bind", read_only=True),
         ]
+        if opts.model is not None:
+            kwargs["mounts"].append(Mount(MODEL_DIR, opts.model.folder, type="bind", read_only=True))
+        if opts.guide is not None:
+            guide_in = f"{GUIDE_DIR}/{opts.guide.filename}"
+            kwargs["mounts"].append(Mount(guide_in, opts.guide.path, type="bind", read_only=True))
     try:
         return containers.create(client, image_id, **kwargs)
     except APIError as exc:
@@ -104,10 +116,14 @@ def create(
         raise
 
 
-def send_input(container, picture) -> None:
-    """The archive copy's way in: input/<file> put into the container, owned by the caller."""
+def send_input(container, picture, opts: Optional[DreamOptions] = None) -> None:
+    """The archive copy's way in: input/<file> (and the model's and guide's files) put into
+    the container, owned by the caller."""
     uid, gid = containers.invoking_user()
-    container.put_archive("/", input_archive(picture.path, picture.filename, uid, gid))
+    extra = model_files(opts.model) if opts is not None else []
+    if opts is not None and opts.guide is not None:
+        extra.append((opts.guide.path, f"{GUIDE_DIR[len(INPUT_DIR) + 1 :]}/{opts.guide.filename}"))
+    container.put_archive("/", input_archive(picture.path, picture.filename, uid, gid, extra))
 
 
 def follow(container, emit: Emit, outcome: Outcome) -> None:
@@ -184,7 +200,7 @@ def run(
         container = create(client, image_id, picture, opts, outdir, mode, labels, run_id)
         emit("container", {"id": container.short_id, "run_id": run_id})
         if mode == "copy":
-            send_input(container, picture)
+            send_input(container, picture, opts)
         try:
             follow(container, emit, outcome)
             collect(container, outdir, mode, outcome)
