@@ -266,7 +266,9 @@ def run(args, ui):
             guide_dir = os.path.join(workdir, "guide")
             os.makedirs(guide_dir)
             opts.guide = get_picture(args.guide, guide_dir)
-            say(ui, f"guide: {opts.guide.source} ({opts.guide.width}x{opts.guide.height} {opts.guide.format})")
+            say(
+                ui, f"guide: {opts.guide.source} ({opts.guide.width}x{opts.guide.height} {opts.guide.format})"
+            )
         opts.model = resolve_model(ui, args.model)
         try:
             if args.layer is None and opts.model is not None and opts.model.layer:
