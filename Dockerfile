@@ -8,7 +8,9 @@
 #                      same topology and cost, meaningless pictures; for tests and offline trials
 #   WEIGHTS=file       weights/user.caffemodel from the build context, checked against WEIGHTS_SHA1
 #   WEIGHTS_NAME       label io.ddctl.weights for download/file (defaults bvlc_googlenet / custom)
-#   WEIGHTS_SOURCE     label io.ddctl.weights.source for file (default user.caffemodel)
+#   WEIGHTS_SOURCE     label io.ddctl.weights.source (download: the URL without its secrets,
+#                      which ddctl passes; give it with WEIGHTS_URL when building by hand;
+#                      file: default user.caffemodel)
 #   DDCTL_VERSION      label io.ddctl.version
 #   UNTRAINED_SHA1     SHA1 the untrained weights come out with (fixed seed; checked)
 # Layers go from slow and stable (apt) to fast-changing (the engine, copied last).
@@ -61,21 +63,32 @@ LABEL io.ddctl.image=deepdream
 
 # --- one stage per weights source; the classic builder runs them all, so each does its
 # --- work only when chosen and the final stage starts FROM the chosen one.
-FROM base AS weights-download
+# The download runs in a stage of its own that the final image does not descend from:
+# WEIGHTS_URL (which may carry a user:password or a ?token=) stays out of the image's
+# `docker history` and labels; the label records WEIGHTS_SOURCE, which ddctl passes redacted.
+FROM base AS weights-fetch
 ARG WEIGHTS
 ARG WEIGHTS_URL=http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel
 ARG WEIGHTS_SHA1=405fc5acd08a3bb12de8ee5e23a96bec22f08204
-ARG WEIGHTS_NAME=bvlc_googlenet
 RUN set -e; \
     case "$WEIGHTS" in download|untrained|file) ;; \
       *) echo "ddctl: WEIGHTS must be download, untrained or file, not '$WEIGHTS'" >&2; exit 1 ;; esac; \
     if [ "$WEIGHTS" = download ]; then \
       python3 /opt/ddctl/provision/fetch-weights.py "$WEIGHTS_URL" "$WEIGHTS_SHA1" "$DDCTL_WEIGHTS"; \
       python3 /opt/ddctl/provision/init-weights.py check "$DDCTL_PROTOTXT" "$DDCTL_WEIGHTS"; \
+    else \
+      : > "$DDCTL_WEIGHTS"; \
     fi
+
+FROM base AS weights-download
+ARG WEIGHTS_SHA1=405fc5acd08a3bb12de8ee5e23a96bec22f08204
+ARG WEIGHTS_NAME=bvlc_googlenet
+# (not $WEIGHTS_URL: an ARG's expanded default is written into `docker history`)
+ARG WEIGHTS_SOURCE=http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel
+COPY --from=weights-fetch /opt/ddctl/model/bvlc_googlenet.caffemodel /opt/ddctl/model/bvlc_googlenet.caffemodel
 LABEL io.ddctl.weights=$WEIGHTS_NAME \
       io.ddctl.weights.sha1=$WEIGHTS_SHA1 \
-      io.ddctl.weights.source=$WEIGHTS_URL
+      io.ddctl.weights.source=$WEIGHTS_SOURCE
 
 FROM base AS weights-untrained
 ARG WEIGHTS

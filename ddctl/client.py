@@ -13,6 +13,7 @@ why, so that the doctor and the error messages can name it.
 
 import contextlib
 import errno
+import json
 import os
 import ssl
 from dataclasses import dataclass, field
@@ -169,15 +170,32 @@ def explain(exc, ep=None) -> str:
                 f"Is the daemon running? {DOCTOR_HINT}"
             )
         if e.errno == errno.ECONNREFUSED:
+            if str(where).startswith(("unix://", "npipe://")) or getattr(ep, "is_local_socket", False):
+                return (
+                    f"Docker is not answering at {where}: nothing is listening there "
+                    f"(a stale socket or a stopped daemon). Is the daemon running? {DOCTOR_HINT}"
+                )
             return (
-                f"Docker is not answering at {where}: nothing is listening there "
-                f"(a stale socket or a stopped daemon). Is the daemon running? {DOCTOR_HINT}"
+                f"Docker is not answering at {where}: the connection was refused (no daemon "
+                f"listens on that port: is it stopped, or on another port?). {DOCTOR_HINT}"
             )
         if e.errno == errno.EACCES:
             return (
                 f"Permission denied on {where}: this user may not use the Docker socket "
                 f"(join the `docker` group and log in again, or use rootless Docker). {DOCTOR_HINT}"
             )
+    not_json = any(isinstance(e, json.JSONDecodeError) for e in chain) or "Expecting value: line 1" in text
+    page = any(
+        isinstance(e, APIError)
+        and str(e.explanation or "").lstrip()[:15].lower().startswith(("<!doctype", "<html"))
+        for e in chain
+    )
+    if not_json or page:
+        return (
+            f"Something answers HTTP at {where}, but it is not a Docker daemon (it sent "
+            f"{'a web page' if page else 'an answer that is not Docker JSON'}): point DOCKER_HOST at "
+            f"the daemon's address and port. {DOCTOR_HINT}"
+        )
     if "Client sent an HTTP request to an HTTPS server" in text:
         return (
             f"{where} speaks TLS but ddctl spoke plain HTTP: set DOCKER_TLS_VERIFY=1 and "

@@ -7,8 +7,11 @@ verified, decoded in full (truncation) and their dimensions checked against a ca
 the network is at fault).
 """
 
+import contextlib
 import os
 import re
+import socket
+import threading
 import time
 import urllib.parse
 import warnings
@@ -18,13 +21,14 @@ import requests
 from PIL import Image, UnidentifiedImageError
 
 from ddctl import __version__
-from ddctl.errors import DdctlError, UsageError
+from ddctl.errors import DdctlError, UsageError, one_line
+from ddctl.redact import redact_url, scrub, secrets_of
 
-MAX_BYTES = int(os.environ.get("DDCTL_MAX_DOWNLOAD_MB", "50")) * 1000 * 1000
+MAX_MB = 50  # default of DDCTL_MAX_DOWNLOAD_MB (read when a download starts)
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's own bomb threshold
 CONNECT_TIMEOUT = 10  # seconds to connect
 READ_TIMEOUT = 30  # seconds without a byte
-TOTAL_TIMEOUT = 300  # seconds for the whole download
+TOTAL_TIMEOUT = 300  # seconds for the whole download (DDCTL_DOWNLOAD_TIMEOUT)
 MAX_REDIRECTS = 10
 _EXT = {
     "JPEG": ".jpg",
@@ -78,6 +82,8 @@ def _sniff(head, content_type=""):
         return "an HTML page"
     if not head:
         return "empty"
+    if b"<svg" in low or low.startswith(b"<?xml") and b"svg" in low:
+        return "an SVG drawing"
     try:
         head[:1024].decode("utf-8")
         return "text"
@@ -118,6 +124,11 @@ def verify_picture(path, label, content_type="", max_pixels=MAX_PIXELS):
                 f"{label} is an HTML page, not a picture: give the address of the "
                 f"picture itself (right-click it, copy image address)."
             )
+        if what == "an SVG drawing":
+            raise UsageError(
+                f"{label} is an SVG drawing (vector graphics), not a picture made of pixels: "
+                f"convert it to PNG first (e.g. rsvg-convert or inkscape)."
+            )
         if what == "empty":
             raise UsageError(f"{label} is empty, not a picture.")
         if what == "text":
@@ -145,29 +156,76 @@ def open_local(path):
     return Picture(path=full, stem=safe_stem(full), width=w, height=h, format=fmt, source=path)
 
 
-def download(url, dest_dir, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, session=None):
-    """Fetch url into dest_dir; a verified Picture, or one sentence why not."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https"):
-        raise UsageError(f"{url}: only http:// and https:// addresses or local files are supported.")
-    if not parts.hostname:
-        raise UsageError(f"{url} is not a valid address (no host).")
-    session = session or requests.Session()
-    session.max_redirects = MAX_REDIRECTS
-    stem = safe_stem(urllib.parse.unquote(parts.path))
-    tmp = os.path.join(dest_dir, "download.part")
-    started = time.monotonic()
+def env_number(name, default, lo, hi, env=None, what="a whole number"):
+    """An int from the environment variable `name` (default when unset or empty).
+
+    Read when used, never at import: a bad value is one sentence (UsageError), not a
+    traceback that breaks every command."""
+    env = os.environ if env is None else env
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
     try:
-        with session.get(
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not lo <= value <= hi:
+        raise UsageError(
+            f"{name}={text!r} is not {what} from {lo} to {hi}: set it to such a number "
+            f"(default {default}) or unset it."
+        )
+    return value
+
+
+def max_download_bytes(env=None):
+    """DDCTL_MAX_DOWNLOAD_MB (default 50) in bytes."""
+    return env_number("DDCTL_MAX_DOWNLOAD_MB", MAX_MB, 1, 100_000, env) * 1000 * 1000
+
+
+def check_settings(env=None):
+    """Refuse a bad DDCTL_MAX_DOWNLOAD_MB / DDCTL_DOWNLOAD_TIMEOUT before anything else."""
+    max_download_bytes(env)
+    download_deadline(env)
+
+
+def download_deadline(env=None):
+    """DDCTL_DOWNLOAD_TIMEOUT (default 300): seconds a whole download may take."""
+    return env_number("DDCTL_DOWNLOAD_TIMEOUT", TOTAL_TIMEOUT, 1, 86_400, env)
+
+
+class _Transfer:
+    """One download, run in a worker thread so that the total deadline holds whatever the
+    server does (one byte every few seconds never ends a blocking read)."""
+
+    def __init__(self, session, url, tmp, max_bytes, shown):
+        self.session, self.url, self.tmp, self.max_bytes, self.shown = session, url, tmp, max_bytes, shown
+        self.response = None
+        self.headers_seen = False
+        self.got = 0
+        self.cancelled = False
+        self.error = None
+        self.result = None
+
+    def __call__(self):
+        try:
+            self.result = self._get()
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+
+    def _get(self):
+        url, shown, max_bytes = self.url, self.shown, self.max_bytes
+        with self.session.get(
             url,
             stream=True,
             timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
             allow_redirects=True,
             headers={"User-Agent": f"ddctl/{__version__}", "Accept": "image/*,*/*;q=0.5"},
         ) as r:
+            self.response = r
+            self.headers_seen = True
             if r.status_code >= 400:
                 raise UsageError(
-                    f"{url} answered {r.status_code} {r.reason or ''}".rstrip()
+                    f"{shown} answered {r.status_code} {r.reason or ''}".rstrip()
                     + (
                         ": check the address."
                         if r.status_code < 500
@@ -178,72 +236,165 @@ def download(url, dest_dir, max_bytes=MAX_BYTES, max_pixels=MAX_PIXELS, session=
             length = r.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > max_bytes:
                 raise UsageError(
-                    f"{url} is {_mb(int(length))}, more than the {_mb(max_bytes)} "
-                    f"allowed: use a smaller picture."
+                    f"{shown} is {_mb(int(length))}, more than the {_mb(max_bytes)} "
+                    f"allowed (DDCTL_MAX_DOWNLOAD_MB): use a smaller picture."
                 )
-            got = 0
-            with open(tmp, "wb") as out:
+            with open(self.tmp, "wb") as out:
                 for block in r.iter_content(64 * 1024):
-                    got += len(block)
-                    if got > max_bytes:
+                    if self.cancelled:
+                        return None
+                    self.got += len(block)
+                    if self.got > max_bytes:
                         raise UsageError(
-                            f"{url} is larger than the {_mb(max_bytes)} allowed: use a smaller picture."
-                        )
-                    if time.monotonic() - started > TOTAL_TIMEOUT:
-                        raise DdctlError(
-                            f"{url} took more than {TOTAL_TIMEOUT} s to download: "
-                            f"save it yourself and give the file."
+                            f"{shown} is larger than the {_mb(max_bytes)} allowed "
+                            f"(DDCTL_MAX_DOWNLOAD_MB): use a smaller picture."
                         )
                     out.write(block)
-            if length and length.isdigit() and got < int(length):
-                raise UsageError(f"{url} was cut off after {got} of {length} bytes: try again.")
-            final_url = r.url
-    except requests.exceptions.TooManyRedirects:
-        raise UsageError(
-            f"{url} redirects more than {MAX_REDIRECTS} times: give the picture's final address."
-        )
-    except requests.exceptions.SSLError as exc:
-        raise DdctlError(f"{url}: the TLS connection failed ({_reason(exc)}).")
-    except requests.exceptions.ConnectTimeout:
-        raise DdctlError(
-            f"{url} did not answer within {CONNECT_TIMEOUT} s: check the address and your network."
-        )
-    except requests.exceptions.ReadTimeout:
-        raise DdctlError(f"{url} stopped sending for {READ_TIMEOUT} s: try again later.")
-    except requests.exceptions.ConnectionError as exc:
-        raise DdctlError(
-            f"Cannot reach {parts.hostname} for {url} ({_reason(exc)}): check the address and your network."
-        )
-    except (
-        requests.exceptions.InvalidURL,
-        requests.exceptions.MissingSchema,
-        requests.exceptions.InvalidSchema,
-        ValueError,
-    ) as exc:
-        raise UsageError(f"{url} is not a valid address ({_one_line(exc)}).")
-    except requests.exceptions.RequestException as exc:
-        raise DdctlError(f"Downloading {url} failed ({_reason(exc)}).")
+            encoded = r.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+            if length and length.isdigit() and not encoded and self.got < int(length):
+                raise UsageError(f"{shown} was cut off after {self.got} of {length} bytes: try again.")
+            return content_type, r.url
+
+    def abort(self):
+        """Stop the worker: shut its socket down so that a blocked read returns at once."""
+        self.cancelled = True
+        r = self.response
+        conn = getattr(getattr(r, "raw", None), "_connection", None)
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        if r is not None:
+            with contextlib.suppress(Exception):
+                r.close()
+
+
+def download(url, dest_dir, max_bytes=None, max_pixels=MAX_PIXELS, session=None, deadline=None):
+    """Fetch url into dest_dir; a verified Picture, or one sentence why not.
+
+    Never shows the URL's user:password nor its query values (redact_url)."""
+    shown = redact_url(url)
+    hidden = secrets_of(url)
+    max_bytes = max_download_bytes() if max_bytes is None else max_bytes
+    deadline = download_deadline() if deadline is None else deadline
+    try:
+        parts = urllib.parse.urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:
+        raise UsageError(f"{shown} is not a valid address ({scrub(_one_line(exc), hidden)}).")
+    if parts.scheme.lower() not in ("http", "https"):
+        raise UsageError(f"{shown}: only http:// and https:// addresses or local files are supported.")
+    if not hostname:
+        raise UsageError(f"{shown} is not a valid address (no host).")
+    session = session or requests.Session()
+    session.max_redirects = MAX_REDIRECTS
+    stem = safe_stem(urllib.parse.unquote(parts.path))
+    tmp = os.path.join(dest_dir, "download.part")
+    job = _Transfer(session, url, tmp, max_bytes, shown)
+    worker = threading.Thread(target=job, name="ddctl-download", daemon=True)
+    ends = time.monotonic() + deadline
+    worker.start()
+    try:
+        while worker.is_alive():
+            left = ends - time.monotonic()
+            if left <= 0:
+                raise DdctlError(
+                    f"{shown} took more than {deadline} s to download (DDCTL_DOWNLOAD_TIMEOUT; "
+                    f"{job.got} bytes arrived): save it yourself and give the file."
+                )
+            worker.join(min(0.2, left))  # short joins: Ctrl-C stays responsive
+    except BaseException:
+        job.abort()
+        raise
+    if job.error is not None:
+        raise _explain(job.error, job, shown, hidden, hostname)
+    content_type, final_url = job.result
     if final_url and final_url != url:
         stem = safe_stem(urllib.parse.unquote(urllib.parse.urlsplit(final_url).path), stem)
-    w, h, fmt = verify_picture(tmp, url, content_type, max_pixels)
+    w, h, fmt = verify_picture(tmp, shown, content_type, max_pixels)
     path = os.path.join(dest_dir, stem + _EXT.get(fmt, ".img"))
     os.replace(tmp, path)
-    return Picture(path=path, stem=stem, width=w, height=h, format=fmt, source=url)
+    return Picture(path=path, stem=stem, width=w, height=h, format=fmt, source=shown)
+
+
+def _explain(exc, job, shown, hidden, hostname):
+    """The DdctlError for what went wrong in a download: one sentence, no secret."""
+    if isinstance(exc, DdctlError):
+        return exc
+    reason = scrub(_reason(exc), hidden)
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return UsageError(
+            f"{shown} redirects more than {MAX_REDIRECTS} times: give the picture's final address."
+        )
+    if isinstance(exc, requests.exceptions.SSLError):
+        if "WRONG_VERSION_NUMBER" in str(exc) or "wrong version number" in str(exc):
+            return DdctlError(
+                f"{shown}: the server does not speak TLS there (WRONG_VERSION_NUMBER): "
+                f"try http:// instead of https://, or the right port."
+            )
+        return DdctlError(f"{shown}: the TLS connection failed ({reason}).")
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return DdctlError(
+            f"{shown} sent a compressed (gzip/deflate) body that does not decode after "
+            f"{job.got} bytes: try again, or save the picture yourself and give the file."
+        )
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in str(exc):
+        return DdctlError(f"{shown} was cut off after {job.got} bytes (the connection broke): try again.")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return DdctlError(
+            f"{shown} did not answer within {CONNECT_TIMEOUT} s: check the address and your network."
+        )
+    if isinstance(exc, requests.exceptions.ReadTimeout) and not job.headers_seen:
+        return DdctlError(
+            f"{shown} accepted the connection but did not answer for {READ_TIMEOUT} s: try again later."
+        )
+    if isinstance(exc, requests.exceptions.ReadTimeout) or (
+        job.headers_seen and "timed out" in str(exc).lower()
+    ):
+        when = "after its headers" if job.got == 0 else f"after {job.got} bytes"
+        return DdctlError(
+            f"{shown} answered, then stopped sending for {READ_TIMEOUT} s {when}: try again later."
+        )
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        if job.headers_seen:
+            return DdctlError(
+                f"{shown} answered, then the connection broke after {job.got} bytes ({reason}): try again."
+            )
+        return DdctlError(
+            f"Cannot reach {hostname} for {shown} ({reason}): check the address and your network."
+        )
+    if isinstance(
+        exc,
+        (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+            ValueError,
+        ),
+    ):
+        return UsageError(f"{shown} is not a valid address ({scrub(_one_line(exc), hidden)}).")
+    if isinstance(exc, requests.exceptions.RequestException):
+        return DdctlError(f"Downloading {shown} failed ({reason}).")
+    if isinstance(exc, OSError):
+        return DdctlError(f"Downloading {shown} failed: {exc.strerror or reason}.")
+    return DdctlError(f"Downloading {shown} failed ({reason}).")
 
 
 def _reason(exc):
-    """The innermost useful words of a requests exception."""
+    """The innermost useful words of a requests exception, whole (no cut mid-word)."""
     text = " ".join(str(exc).split())
     for pat in (
         r"\[Errno -?\d+\] ([^'\")\]]+)",
         r"(Connection refused)",
         r"(Name or service not known)",
         r"(certificate verify failed[^')]*)",
+        r"(IncompleteRead\([^)]*\))",
+        r"\[SSL: ([A-Z_]+)\]",
     ):
         m = re.search(pat, text)
         if m:
             return m.group(1).strip().rstrip(".")
-    return text[:150]
+    return one_line(text, 160)
 
 
 def get_picture(source, dest_dir, **kw):

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 from docker.errors import ImageNotFound
 
 from ddctl.errors import DdctlError, UsageError
+from ddctl.redact import redact_url
 
 DEFAULT_TAG = "ddctl/deepdream:latest"
 
@@ -49,6 +50,32 @@ def build_command(tag: str) -> str:
     return "ddctl build" + ("" if tag == DEFAULT_TAG else f" --tag {tag}")
 
 
+# Docker's reference grammar (distribution/reference), without a digest: [host[:port]/]name[:tag]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)"
+_TAG_RE = re.compile(rf"^{_HOST}?{_COMPONENT}(?:/{_COMPONENT})*(?::[\w][\w.-]{{0,127}})?$")
+
+
+def check_tag(tag: str, option: str = "--tag") -> str:
+    """tag when Docker would accept it as an image name; UsageError (exit 2) before Docker is asked."""
+    if not tag or len(tag) > 255 or not _TAG_RE.match(tag):
+        raise UsageError(
+            f"{option} {tag!r} is not a valid image name: use lowercase letters, digits and . _ - / "
+            f"with an optional :tag, e.g. {DEFAULT_TAG}."
+        )
+    return tag
+
+
+def dream_image_or_refuse(image, tag: str):
+    """image when it is a ddctl dream image (label io.ddctl.image=deepdream); UsageError otherwise."""
+    if labels_of(image).get(IMAGE_LABEL) != IMAGE_KIND:
+        raise UsageError(
+            f"{tag} is not a ddctl dream image (it lacks the label {IMAGE_LABEL}={IMAGE_KIND}): give a "
+            f"dream image with --image (default {DEFAULT_TAG}), or build one with `ddctl build`."
+        )
+    return image
+
+
 def weights_buildargs(
     weights: Optional[str] = "download", weights_url: Optional[str] = None, weights_sha1: Optional[str] = None
 ) -> WeightsChoice:
@@ -68,7 +95,13 @@ def weights_buildargs(
     if weights == "download":
         args = {"WEIGHTS": "download"}
         if weights_url and weights_sha1:  # they go together (checked above)
-            args.update(WEIGHTS_URL=weights_url, WEIGHTS_SHA1=weights_sha1.lower())
+            # WEIGHTS_URL is used only in a build stage the image does not descend from; the
+            # label gets the URL without user:password nor query values (WEIGHTS_SOURCE).
+            args.update(
+                WEIGHTS_URL=weights_url,
+                WEIGHTS_SOURCE=redact_url(weights_url),
+                WEIGHTS_SHA1=weights_sha1.lower(),
+            )
             if weights_sha1.lower() != BVLC_GOOGLENET_SHA1:
                 args["WEIGHTS_NAME"] = CUSTOM
         return args, None
@@ -109,8 +142,9 @@ def ensure_image(client, tag: str, build: Optional[Callable[[str], object]] = No
 
     SDK errors propagate (the CLI's error boundary words them).
     """
+    check_tag(tag, "--image")
     try:
-        return client.images.get(tag)
+        return dream_image_or_refuse(client.images.get(tag), tag)
     except ImageNotFound:
         pass
     if build is None:

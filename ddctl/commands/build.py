@@ -3,7 +3,7 @@
 from ddctl.build import human_size
 from ddctl.commands.common import build_with_view, connect, warn_if_untrained
 from ddctl.context import find_context
-from ddctl.image import DEFAULT_TAG, weights_buildargs
+from ddctl.image import DEFAULT_TAG, check_tag, weights_buildargs
 
 
 def add_parser(sub):
@@ -39,6 +39,7 @@ def render_summary(ui, s):
 
 def run(args, ui):
     # Everything that needs no Docker first: the weights options, the build context.
+    check_tag(args.tag)
     weights = weights_buildargs(args.weights, args.weights_url, args.weights_sha1)
     find_context()
     _ep, client = connect()

@@ -13,21 +13,28 @@ from ddctl.commands.common import (
     add_model_option,
     build_with_view,
     connect,
-    non_negative_int,
-    positive_float,
-    positive_int,
     resolve_model,
     say,
     seconds,
     warn_if_untrained,
 )
 from ddctl.errors import DdctlError, UsageError
-from ddctl.fetch import get_picture
+from ddctl.fetch import check_settings, get_picture
+from ddctl.image import check_tag
+from ddctl.limits import arg_type, check_layer_name
 from ddctl.run.batch import is_batch_source, prepare_batch, run_batch
 from ddctl.run.dream import dream, prepare
 from ddctl.run.naming import DEFAULT_OUTPUT
 from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, MIN_TILE, DreamOptions
 from ddctl.run.progress import DreamProgress
+
+
+def _layer(text):
+    """LAYER on the host: never something that reads as an option (the engine gets it after --)."""
+    try:
+        return check_layer_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).rstrip(".").replace("LAYER ", "", 1))
 
 
 def add_parser(sub):
@@ -51,6 +58,7 @@ def add_parser(sub):
         metavar="LAYER",
         nargs="?",
         default=None,
+        type=_layer,
         help=f"layer to amplify (default {ENGINE_DEFAULTS['layer']}, or the model's; see `ddctl layers`), "
         "or an objective: LAYER:97,112 (channels), A*1.0+B*0.5 (several layers with weights)",
     )
@@ -58,7 +66,7 @@ def add_parser(sub):
         "iterations",
         metavar="ITERATIONS",
         nargs="?",
-        type=positive_int,
+        type=arg_type("iterations", "ITERATIONS"),
         default=ENGINE_DEFAULTS["iterations"],
         help=f"steps per octave (default {ENGINE_DEFAULTS['iterations']})",
     )
@@ -66,30 +74,32 @@ def add_parser(sub):
         "octaves",
         metavar="OCTAVES",
         nargs="?",
-        type=positive_int,
+        type=arg_type("octaves", "OCTAVES"),
         default=ENGINE_DEFAULTS["octaves"],
         help=f"number of scales (default {ENGINE_DEFAULTS['octaves']})",
     )
     p.add_argument(
         "--octave-scale",
-        type=positive_float,
+        type=arg_type("octave_scale", "--octave-scale"),
         default=ENGINE_DEFAULTS["octave_scale"],
         metavar="F",
         help=f"size ratio between octaves (default {ENGINE_DEFAULTS['octave_scale']})",
     )
     p.add_argument(
         "--step-size",
-        type=positive_float,
+        type=arg_type("step_size", "--step-size"),
         metavar="F",
         help=f"gradient step (default {ENGINE_DEFAULTS['step_size']})",
     )
     p.add_argument(
         "--jitter",
-        type=non_negative_int,
+        type=arg_type("jitter", "--jitter"),
         metavar="PX",
         help=f"random shift (default {ENGINE_DEFAULTS['jitter']})",
     )
-    p.add_argument("--seed", type=int, metavar="N", help="random seed, for repeatable pictures")
+    p.add_argument(
+        "--seed", type=arg_type("seed", "--seed"), metavar="N", help="random seed, for repeatable pictures"
+    )
     p.add_argument(
         "--save-steps",
         action="store_true",
@@ -97,7 +107,7 @@ def add_parser(sub):
     )
     p.add_argument(
         "--max-size",
-        type=non_negative_int,
+        type=arg_type("max_size", "--max-size", zero_means_none=True),
         metavar="PX",
         default=DEFAULT_MAX_SIZE,
         help=f"scale the input down so its longer side is at most PX (default "
@@ -160,7 +170,7 @@ def options_of(args) -> DreamOptions:
 
 def tile_size(text):
     """--tile: 0 (never) or at least MIN_TILE pixels."""
-    value = non_negative_int(text)
+    value = arg_type("tile", "--tile")(text)
     if 0 < value < MIN_TILE:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 (no tiles) or at least {MIN_TILE}")
     return value
@@ -240,6 +250,8 @@ class RunView:
 
 
 def run(args, ui):
+    check_settings()  # a bad DDCTL_MAX_DOWNLOAD_MB / DDCTL_DOWNLOAD_TIMEOUT is said first
+    check_tag(args.image, "--image")
     if is_batch_source(args.source):
         return run_batch_command(args, ui)
     opts = options_of(args)

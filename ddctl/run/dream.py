@@ -66,7 +66,7 @@ def prepare(
         RunEvent(
             "fetched",
             {
-                "source": source,
+                "source": picture.source,  # a URL's secrets redacted
                 "path": picture.path,
                 "width": picture.width,
                 "height": picture.height,

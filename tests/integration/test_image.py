@@ -130,7 +130,13 @@ def test_download_from_a_mirror_with_the_right_sha1_builds(docker_client, weight
         image_id, log, error = build_image(
             api_client(docker_client),
             tag,
-            {"WEIGHTS": "download", "WEIGHTS_URL": url, "WEIGHTS_SHA1": sha1, "WEIGHTS_NAME": "custom"},
+            {
+                "WEIGHTS": "download",
+                "WEIGHTS_URL": url,
+                "WEIGHTS_SOURCE": url,  # the label's words (ddctl passes the URL redacted)
+                "WEIGHTS_SHA1": sha1,
+                "WEIGHTS_NAME": "custom",
+            },
         )
         assert error is None, log[-3000:]
         labels = docker_client.images.get(tag).labels

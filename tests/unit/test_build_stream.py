@@ -118,6 +118,19 @@ def test_the_weights_download_failure_is_the_engine_s_sentence():
             {
                 "WEIGHTS": "download",
                 "WEIGHTS_URL": "http://h/w",
+                "WEIGHTS_SOURCE": "http://h/w",
+                "WEIGHTS_SHA1": "a" * 40,
+                "WEIGHTS_NAME": "custom",
+            },
+        ),
+        (
+            "download",
+            "https://me:pw@h/w?token=abc",
+            "A" * 40,
+            {
+                "WEIGHTS": "download",
+                "WEIGHTS_URL": "https://me:pw@h/w?token=abc",
+                "WEIGHTS_SOURCE": "https://***@h/w?token=***",  # the image's label
                 "WEIGHTS_SHA1": "a" * 40,
                 "WEIGHTS_NAME": "custom",
             },
@@ -126,7 +139,12 @@ def test_the_weights_download_failure_is_the_engine_s_sentence():
             None,
             "http://h/w",
             image.BVLC_GOOGLENET_SHA1,
-            {"WEIGHTS": "download", "WEIGHTS_URL": "http://h/w", "WEIGHTS_SHA1": image.BVLC_GOOGLENET_SHA1},
+            {
+                "WEIGHTS": "download",
+                "WEIGHTS_URL": "http://h/w",
+                "WEIGHTS_SOURCE": "http://h/w",
+                "WEIGHTS_SHA1": image.BVLC_GOOGLENET_SHA1,
+            },
         ),
     ],
 )

@@ -51,7 +51,9 @@ NO_DAEMON = {"DOCKER_HOST": "unix:///nonexistent"}
     "args, words",
     [
         (["run", "missing.jpg"], "missing.jpg: no such file"),
-        (["run", "x.png", "badlayer", "0"], "'0' must be 1 or more"),
+        (["run", "x.png", "badlayer", "0"], "must be a whole number from 1 to 100000, not '0'"),
+        (["build", "--tag", "Bad Tag!!"], "is not a valid image name"),
+        (["run", "--image", "Bad Tag!!", "x.png"], "is not a valid image name"),
         (["build", "--weights-url", "http://127.0.0.1:9/w"], "go together"),
         (["build", "--weights", "/no/such.caffemodel"], "no such file"),
         (["doctor", "profile", "--path", "relative/profile"], "not an absolute path"),

@@ -276,7 +276,8 @@ class FakeClient:
         if not self.present:
             raise ImageNotFound("no such image")
         return types.SimpleNamespace(
-            id="sha256:1", attrs={"Config": {"Labels": {"io.ddctl.weights": "untrained"}}}
+            id="sha256:1",
+            attrs={"Config": {"Labels": {"io.ddctl.image": "deepdream", "io.ddctl.weights": "untrained"}}},
         )
 
     def _create(self, image, **kw):
