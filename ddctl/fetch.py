@@ -308,6 +308,8 @@ def download(url, dest_dir, max_bytes=None, max_pixels=MAX_PIXELS, session=None,
         raise
     if job.error is not None:
         raise _explain(job.error, job, shown, hidden, hostname)
+    if job.result is None:  # cancelled: cannot happen once the worker ended on its own
+        raise DdctlError(f"Downloading {shown} was stopped.")
     content_type, final_url = job.result
     if final_url and final_url != url:
         stem = safe_stem(urllib.parse.unquote(urllib.parse.urlsplit(final_url).path), stem)

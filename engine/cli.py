@@ -798,7 +798,7 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
     events = Events(_progress_mode_of(argv, stdout), stdout, stderr)
     written: list[str] = []
     state: dict[str, Any] = {}
-    old = {}
+    old: dict = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):  # docker stop sends SIGTERM
             old[sig] = signal.signal(sig, _raise_interrupt)
