@@ -18,6 +18,11 @@ LIMITS = {
     "seed": ("int", 0, 2**32 - 1, True),
     "max_size": ("int", 1, 1000000, True),
     "tile": ("int", 0, 1000000, True),  # 0: never tile (the engine also wants at least its MIN_TILE)
+    # ddctl zoom (the engine's --mode zoom)
+    "frames": ("int", 1, 9999, True),
+    "scale": ("float", 0.0, 0.5, True),
+    "rotate": ("float", -45.0, 45.0, True),
+    "fps": ("float", 0.1, 120.0, True),
 }
 
 
