@@ -16,10 +16,10 @@ from rich.console import Console
 
 from ddctl import __version__
 from ddctl.client import handle_connection_errors
-from ddctl.commands import build, doctor, layers, run, sheet, swarm, zoom
+from ddctl.commands import build, doctor, layers, models, run, sheet, swarm, zoom
 from ddctl.errors import DdctlError
 
-COMMANDS = (doctor, build, run, zoom, sheet, layers, swarm)
+COMMANDS = (doctor, build, run, zoom, sheet, layers, models, swarm)
 
 
 class UI:

@@ -107,6 +107,10 @@ def weights_buildargs(
         return args, None
     # A path to a .caffemodel on the host.
     path = os.path.expanduser(weights)
+    if os.path.isdir(path):
+        raise UsageError(
+            f"--weights {weights} is a folder: give the .caffemodel file in it (or download, untrained)."
+        )
     if not os.path.isfile(path):
         raise UsageError(
             f"--weights {weights}: no such file (use download, untrained or a path to a .caffemodel file)."

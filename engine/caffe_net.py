@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 import threading
+from typing import Any, Optional
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # Caffe's glog chatter off unless asked
 
@@ -151,19 +152,21 @@ def _kernel(param):
 def infer_shapes(netp, h, w):
     """{blob: (C, H, W)} for an input of h x w, by Caffe's rules, without running Caffe.
     Blobs that cannot exist at that size map to None (a window larger than its input)."""
-    shapes = {}
+    shapes: dict[str, Any] = {}  # blob -> (C,H,W), or None where it cannot be known
     for layer in netp.layer:
         t = layer.type
         if t == "Input":
             c = layer.input_param.shape[0].dim[1] if layer.input_param.shape else 3
             shapes[layer.top[0]] = (c, h, w)
             continue
-        ins = [shapes.get(b) for b in layer.bottom]
-        if any(s is None for s in ins):
+        maybe = [shapes.get(b) for b in layer.bottom]
+        ins = [s for s in maybe if s is not None]  # (C,H,W) of each bottom
+        if len(ins) < len(maybe):  # an unknown input: unknown outputs
             for top in layer.top:
                 shapes[top] = None
             continue
         c, ih, iw = ins[0]
+        out: Optional[tuple[int, int, int]]
         if t == "Convolution":
             cp = layer.convolution_param
             (kh, kw), (sh, sw), (ph, pw) = _kernel(cp)
@@ -327,7 +330,7 @@ class L2Objective(caffe.Layer):
 
 
 # the objective of the current step, per cut net: ObjectiveLayer finds its slot by param_str
-_SLOTS = {}
+_SLOTS: dict[str, Any] = {}
 
 
 class ObjectiveLayer(caffe.Layer):
@@ -540,7 +543,7 @@ def warm_up():
         conv_kernels.warm_up()
     x = np.arange(2 * 5 * 6, dtype=np.float32).reshape(2, 5, 6)
     top = np.empty((2, 3, 3), np.float32)
-    mask = np.empty((2, 3, 3), np.int32)
+    mask: np.ndarray = np.empty((2, 3, 3), np.int32)
     _maxpool_forward(x, top, mask, 3, 3, 2, 2, 1, 1)
     _maxpool_backward(top, mask, np.empty_like(x))
     y, scale, power, dx = (np.empty_like(x) for _ in range(4))
@@ -577,6 +580,7 @@ _FAST_LAYERS = {
 # -----------------------------------------------------------------------------
 # convolutions (+ the in-place ReLU after them) on every core: engine/conv_kernels.py
 
+conv_kernels: Any  # engine.conv_kernels, or None where numba or cblas_sgemm is missing
 try:
     from engine import conv_kernels
 except Exception:  # pragma: no cover - no numba, or no cblas_sgemm: Caffe's own layers
@@ -780,6 +784,10 @@ class CaffeNet:
             b.data  # noqa: B018 - pycaffe allocates (and zeroes) a blob's memory on access
             b.diff  # noqa: B018
 
+    def check_model(self):
+        """None when the weights fit the prototxt, else one line (see check_model below)."""
+        return check_model(self.prototxt, self.weights)
+
     # --- helpers ---
     @staticmethod
     def _load(net, blob, data):
@@ -816,3 +824,61 @@ def load_net(prototxt=None, weights=None, mean=None):
     prototxt = prototxt or os.environ["DDCTL_PROTOTXT"]
     weights = weights or os.environ["DDCTL_WEIGHTS"]
     return CaffeNet(prototxt, weights, mean)
+
+
+# -----------------------------------------------------------------------------
+# a model brought by the user: do its weights fit its prototxt?
+
+_PARAM_SIZES = (
+    "import json, sys, caffe; net = caffe.Net(sys.argv[1], caffe.TEST); "
+    "print(json.dumps({k: [p.data.size for p in v] for k, v in net.params.items()}))"
+)
+
+
+def check_model(prototxt, weights):
+    """None when Caffe builds the prototxt's net and the weights hold every one of its
+    params, with the right sizes; else one line that says what is wrong. Caffe aborts the
+    process on a net it cannot build, so the net is built in a child process."""
+    trained = caffe_pb2.NetParameter()
+    try:
+        with open(weights, "rb") as f:
+            trained.ParseFromString(f.read())
+    except Exception as e:
+        return "%s is not a Caffe weights file (.caffemodel): %s" % (os.path.basename(weights), e)
+    have = {}
+    for layer in list(trained.layer) + list(trained.layers):  # layers: the 2014 (V1) format
+        have[layer.name] = [len(b.data) or len(b.double_data) for b in layer.blobs]
+    import json
+    import subprocess
+    import sys
+
+    env = dict(os.environ, GLOG_minloglevel="2")
+    r = subprocess.run([sys.executable, "-I", "-c", _PARAM_SIZES, prototxt], capture_output=True, env=env)
+    if r.returncode != 0:
+        lines = [x for x in r.stderr.decode("utf-8", "replace").splitlines() if x.strip()]
+        fatal = [x for x in lines if x[:1] == "F" or "Check failed" in x or "Error" in x]
+        why = (fatal or lines or ["exit %d" % r.returncode])[-1]
+        why = why.split("] ", 1)[-1] if why[:1] == "F" else why
+        return "Caffe cannot build the network of %s: %s" % (
+            os.path.basename(prototxt),
+            " ".join(why.split()),
+        )
+    want = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    missing = [name for name in want if name not in have]
+    if missing:
+        return "%s holds no weights for %d layer(s) of %s (%s): they are made for another network" % (
+            os.path.basename(weights),
+            len(missing),
+            os.path.basename(prototxt),
+            ", ".join(missing[:3]),
+        )
+    for name, sizes in want.items():
+        if have[name] != sizes:
+            return "%s does not fit %s: layer %s holds %s values, the network wants %s" % (
+                os.path.basename(weights),
+                os.path.basename(prototxt),
+                name,
+                "+".join(map(str, have[name])) or "no",
+                "+".join(map(str, sizes)),
+            )
+    return None

@@ -39,6 +39,7 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Any
 
 import numpy as np
 
@@ -180,6 +181,11 @@ def build_parser():
         help='with --batch: dream pictures whose result already exists (default: skip them)',
     )
     p.add_argument(
+        '--check-model',
+        action='store_true',
+        help='with --list-layers: first check that the weights fit the prototxt (a model you bring)',
+    )
+    p.add_argument(
         '--guide',
         default=None,
         metavar='PICTURE',
@@ -198,10 +204,13 @@ def _number(text, what, name):
         v = conv(text)
     except (TypeError, ValueError, OverflowError):
         v = None
-    if v is None or (kind == 'float' and not math.isfinite(v)):
-        bad = True
-    else:
-        bad = v < lo or (v == lo and not lo_ok) or (hi is not None and v > hi)
+    bad = (
+        v is None
+        or (kind == 'float' and not math.isfinite(v))
+        or v < lo
+        or (v == lo and not lo_ok)
+        or (hi is not None and v > hi)
+    )
     if bad:
         noun = 'a whole number' if kind == 'int' else 'a number'
         if hi is None:
@@ -467,7 +476,16 @@ def default_net_factory(prototxt, weights):
         from engine.caffe_net import load_net  # the only module that imports caffe
     except ImportError as e:
         raise Failure('caffe is not available here (%s): run the engine inside the ddctl image' % e)
-    return load_net(prototxt, weights)
+    try:
+        return load_net(prototxt, weights)
+    except Exception as e:
+        if type(e).__name__ not in ('ParseError', 'DecodeError', 'UnicodeDecodeError'):
+            raise
+        msg = ' '.join(str(e).split())[:200]
+        raise Refused(
+            'the prototxt %s is not a network Caffe can read: %s' % (os.path.basename(prototxt), msg),
+            code='bad_model',
+        )
 
 
 def dreamable_layers(net):
@@ -618,6 +636,10 @@ def _run(a, net_factory, events, written, state):
             img, shown, stem = load_picture(a.source, out_dir, a.max_size)
 
     net = net_factory(a.prototxt, a.weights)
+    if a.list_layers and a.check_model:
+        problem = net.check_model() if hasattr(net, 'check_model') else None
+        if problem:
+            raise Refused(problem, code='bad_model')
     if a.list_layers:
         rows = [
             dict(name=layer.name, channels=int(layer.channels), stride=int(layer.stride))
@@ -776,8 +798,8 @@ def main(argv=None, net_factory=None, stdout=None, stderr=None):
     stderr = sys.stderr if stderr is None else stderr
     net_factory = net_factory or default_net_factory
     events = Events(_progress_mode_of(argv, stdout), stdout, stderr)
-    written: list = []
-    state: dict = {}
+    written: list[str] = []
+    state: dict[str, Any] = {}
     old: dict = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGHUP):  # docker stop sends SIGTERM

@@ -10,15 +10,17 @@ import io
 import os
 import struct
 import warnings
+from typing import IO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import (
+    Image,
+    ImageOps,
+    UnidentifiedImageError,  # Pillow 7+ (the image has 8.1)
+)
 
-try:
-    from PIL import UnidentifiedImageError
-except ImportError:  # pragma: no cover  (Pillow < 7)
-    UnidentifiedImageError = OSError
-
+# Pillow 9.1 moved the filters to Image.Resampling (the image's 8.1 has only Image.LANCZOS)
+_LANCZOS = getattr(Image, 'Resampling', Image).LANCZOS
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89478485  # Pillow's default bomb threshold (~89.5 MP)
 WHITE = (255, 255, 255)
 
@@ -92,6 +94,7 @@ def to_rgb(im, fmt=None):
 def load_rgb(source, max_size=None):
     """source: a path or bytes -> (H,W,3) uint8 RGB, EXIF orientation applied, first frame of
     an animation, downscaled (long side, Lanczos) to max_size if given. Raises PictureError."""
+    fp: IO[bytes]
     if isinstance(source, (bytes, bytearray)):
         name, fp = 'the download', io.BytesIO(source)
         head = bytes(source[:512])
@@ -136,7 +139,7 @@ def load_rgb(source, max_size=None):
     if max_size and max(rgb.size) > max_size:
         s = max_size / float(max(rgb.size))
         size = (max(1, int(round(rgb.width * s))), max(1, int(round(rgb.height * s))))
-        rgb = rgb.resize(size, Image.LANCZOS)
+        rgb = rgb.resize(size, _LANCZOS)
     return np.asarray(rgb, dtype=np.uint8).copy()  # (H,W,3)
 
 

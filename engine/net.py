@@ -4,14 +4,12 @@ engine/caffe_net.py implements it with Caffe (the only module that imports caffe
 tests implement it with a few numpy ops. Nothing here imports caffe.
 """
 
-from typing import NamedTuple
+from typing import (
+    NamedTuple,
+    Protocol,  # Python 3.8+ (the image has 3.9)
+)
 
 import numpy as np
-
-try:  # Python 3.8+ (the image has 3.9)
-    from typing import Protocol
-except ImportError:  # pragma: no cover
-    Protocol = object
 
 
 class LayerInfo(NamedTuple):

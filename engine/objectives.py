@@ -82,7 +82,7 @@ class Objective:
 
     def __init__(self, terms):
         self.terms = list(terms)
-        self.layers = []  # unique blobs, in the order first named
+        self.layers: list[str] = []  # unique blobs, in the order first named
         for t in self.terms:
             if t.blob not in self.layers:
                 self.layers.append(t.blob)

@@ -348,3 +348,50 @@ class UnitsView:
             say(self.ui, f"encoding the MP4 and the GIF ({d.get('frames')} frames at {d.get('fps')} fps)")
         elif ev.kind == "done":
             self.close()
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    """--model NAME|DIR (default the image's own bvlc_googlenet)."""
+    parser.add_argument(
+        "--model",
+        metavar="NAME|DIR",
+        help="network to dream with: bvlc_googlenet (default, in the image), a known model "
+        "(see `ddctl models`; downloaded once into the cache) or a folder holding "
+        "deploy.prototxt and one .caffemodel",
+    )
+
+
+def resolve_model(ui, spec):
+    """--model -> ddctl.models.Model or None, downloading a known model with a progress bar."""
+    from ddctl.models import resolve
+
+    state: dict = {"progress": None, "task": None, "last": 0.0}
+
+    def on_progress(what, done, total):
+        if ui.err.is_terminal:
+            if state["progress"] is None:
+                bar = Progress(
+                    TextColumn("[bold]{task.description}"),
+                    BarColumn(bar_width=30),
+                    TextColumn("{task.fields[info]}"),
+                    console=ui.err,
+                    transient=True,
+                )
+                bar.start()
+                state["progress"] = bar
+            if state["task"] is None or state.get("what") != what:
+                state["task"] = state["progress"].add_task(f"downloading {what}", total=total, info="")
+                state["what"] = what
+            state["progress"].update(state["task"], completed=done, total=total, info=_bytes(done, total))
+        elif time.monotonic() - state["last"] > 5 or (total and done == total):
+            state["last"] = time.monotonic()
+            say(ui, f"  downloading {what}: {_bytes(done, total)}")
+
+    try:
+        return resolve(spec, on_progress)
+    finally:
+        if state["progress"] is not None:
+            state["progress"].stop()

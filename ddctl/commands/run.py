@@ -1,22 +1,26 @@
 """`ddctl run`: parsing and rendering only (the work is ddctl/run/ and ddctl/fetch.py)."""
 
 import argparse
+import os
 import time
 
 from rich.progress import BarColumn, Progress, TextColumn
 
+from ddctl import objective
 from ddctl.commands.common import (
     add_image_option,
+    add_model_option,
     build_with_view,
     clean_leftovers,
     connect,
+    resolve_model,
     say,
     seconds,
     warn_if_untrained,
 )
 from ddctl.containers import temp_folder
-from ddctl.errors import DdctlError
-from ddctl.fetch import check_settings
+from ddctl.errors import DdctlError, UsageError
+from ddctl.fetch import check_settings, get_picture
 from ddctl.image import check_tag
 from ddctl.limits import arg_type, check_layer_name
 from ddctl.run.batch import is_batch_source, prepare_batch, run_batch
@@ -54,9 +58,10 @@ def add_parser(sub):
         "layer",
         metavar="LAYER",
         nargs="?",
-        default=ENGINE_DEFAULTS["layer"],
+        default=None,
         type=_layer,
-        help=f"layer to amplify (default {ENGINE_DEFAULTS['layer']}; see `ddctl layers`)",
+        help=f"layer to amplify (default {ENGINE_DEFAULTS['layer']}, or the model's; see `ddctl layers`), "
+        "or an objective: LAYER:97,112 (channels), A*1.0+B*0.5 (several layers with weights)",
     )
     p.add_argument(
         "iterations",
@@ -128,6 +133,13 @@ def add_parser(sub):
         action="store_true",
         help="with a folder or list: dream again the pictures whose result exists (default: skip them)",
     )
+    add_model_option(p)
+    p.add_argument(
+        "--guide",
+        metavar="PICTURE|URL",
+        help="guided dream: amplify in SOURCE what looks like this picture (Google's notebook's "
+        "objective_guide, on LAYER); fetched and checked like SOURCE",
+    )
     add_image_option(p)
     p.add_argument(
         "--no-build", action="store_true", help="when the image does not exist, stop instead of building it"
@@ -144,7 +156,7 @@ def add_parser(sub):
 
 def options_of(args) -> DreamOptions:
     return DreamOptions(
-        layer=args.layer,
+        layer=str(args.layer or ENGINE_DEFAULTS["layer"]),
         iterations=args.iterations,
         octaves=args.octaves,
         octave_scale=args.octave_scale,
@@ -244,11 +256,17 @@ def run(args, ui):
     if is_batch_source(args.source):
         return run_batch_command(args, ui)
     opts = options_of(args)
+    if args.layer is not None:
+        terms = objective.parse(args.layer)  # a bad grammar: one line before anything else
+        if args.guide and not objective.plain_blob(terms):
+            raise UsageError(
+                f"--guide works on one whole layer, not on {args.layer}: give a single layer name."
+            )
     view = RunView(ui, opts)
     build = None
     with temp_folder() as workdir:  # ddctl-<pid>-XXXX: a killed run's is found and removed
         # Everything that needs no Docker first: the transfer setting, the output folder,
-        # the picture (downloaded and verified here).
+        # the picture and the guide (downloaded and verified here), the model (downloaded).
         job = prepare(
             args.source,
             workdir,
@@ -257,18 +275,32 @@ def run(args, ui):
             transfer="copy" if args.copy else None,
             on_event=view,
         )
-        ep, client = connect()
-        clean_leftovers(ui, client)
-        if not args.no_build:
-
-            def build(tag):
-                summary = build_with_view(ui, client, tag)
-                say(ui, f"built {tag} in {summary.seconds:.0f} s")
-
+        if args.guide:
+            guide_dir = os.path.join(workdir, "guide")
+            os.makedirs(guide_dir)
+            opts.guide = get_picture(args.guide, guide_dir)
+            say(
+                ui, f"guide: {opts.guide.source} ({opts.guide.width}x{opts.guide.height} {opts.guide.format})"
+            )
+        opts.model = resolve_model(ui, args.model)
         try:
-            result = dream(client, job, ep, image=args.image, build=build, on_event=view)
+            if args.layer is None and opts.model is not None and opts.model.layer:
+                opts.layer = opts.model.layer
+            ep, client = connect()
+            clean_leftovers(ui, client)
+            if not args.no_build:
+
+                def build(tag):
+                    summary = build_with_view(ui, client, tag)
+                    say(ui, f"built {tag} in {summary.seconds:.0f} s")
+
+            try:
+                result = dream(client, job, ep, image=args.image, build=build, on_event=view)
+            finally:
+                view.close()
         finally:
-            view.close()
+            if opts.model is not None:
+                opts.model.discard()  # a download the image did not accept (kept once accepted)
     extra = len(result.files) - 1
     view.say(f"done in {seconds(result.elapsed)}" + (f"; {extra} step pictures saved" if extra > 0 else ""))
     ui.out.print(result.path, markup=False, highlight=False, soft_wrap=True)
@@ -359,6 +391,8 @@ class BatchView(RunView):
 
 
 def run_batch_command(args, ui):
+    if args.model or args.guide:
+        raise UsageError("--model and --guide work on one picture for now, not on a folder or a list.")
     opts = options_of(args)
     view = BatchView(ui, opts)
     build = None

@@ -6,25 +6,57 @@ import os
 import posixpath
 import tarfile
 import tempfile
+import time
 from typing import Optional
 
 from ddctl.run.naming import plan_extraction
-from ddctl.run.options import IMAGES
+from ddctl.run.options import IMAGES, INPUT_DIR, MODEL_DIR
 
 
 def input_archive(
-    picture_path: str, filename: str, uid: Optional[int] = None, gid: Optional[int] = None
+    picture_path: str, filename: str, uid: Optional[int] = None, gid: Optional[int] = None, extra=()
 ) -> bytes:
-    """A tar holding <filename>, readable by the container's user, for put_archive into
-    the container's input folder (a volume: the container's root is read-only)."""
+    """A tar holding <filename> (and `extra`: (host path, path under the input folder) pairs),
+    readable (not writable) by the container's user, for put_archive into the container's
+    input folder (a volume: the container's root is read-only)."""
+    return files_archive([(picture_path, filename), *extra], uid, gid, modes={filename: 0o644})
+
+
+def files_archive(files, uid: Optional[int] = None, gid: Optional[int] = None, modes=None) -> bytes:
+    """A tar holding each (host path, path under the input folder) of `files`, with their
+    folders, for put_archive into the input folder; files are read-only (0444) unless `modes`
+    ({path under the input folder: mode}) says otherwise."""
+    names = [rel for _, rel in files]
+    dirs: set = set()
+    for name in names:
+        parts = name.split("/")[:-1]
+        dirs.update("/".join(parts[: i + 1]) for i in range(len(parts)))
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tar.gettarinfo(picture_path, filename)
-        info.mode, info.uid, info.gid = 0o644, uid or 0, gid or 0
-        info.uname = info.gname = ""
-        with open(picture_path, "rb") as f:
-            tar.addfile(info, f)
+        for d in sorted(dirs):
+            info = tarfile.TarInfo(d)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(time.time())
+            tar.addfile(info)
+        for (path, rel), name in zip(files, names):
+            info = tar.gettarinfo(path, name)
+            info.mode, info.uid, info.gid = (modes or {}).get(rel, 0o444), uid or 0, gid or 0
+            info.uname = info.gname = ""
+            with open(path, "rb") as f:
+                tar.addfile(info, f)
     return buf.getvalue()
+
+
+def model_files(model) -> list:
+    """[(host path, path under the input folder)] of a ddctl.models.Model (none for the image's own)."""
+    if model is None:
+        return []
+    sub = MODEL_DIR[len(INPUT_DIR) + 1 :]
+    return [(os.path.join(model.folder, n), f"{sub}/{n}") for n in (model.prototxt, model.weights)]
+
+
+def model_archive(model, uid: Optional[int] = None, gid: Optional[int] = None) -> bytes:
+    """A tar holding only the model's files (the layer listing's archive copy)."""
+    return files_archive(model_files(model), uid, gid)
 
 
 def extract_new_files(tar_fileobj, directory: str) -> dict:

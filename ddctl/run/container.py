@@ -22,13 +22,20 @@ from docker.types import Mount
 
 from ddctl import containers
 from ddctl.errors import DdctlError, Interrupted, UsageError
-from ddctl.run.archive import copy_out, input_archive
-from ddctl.run.options import IMAGES, INPUT_DIR, DreamOptions, engine_command
+from ddctl.run.archive import copy_out, input_archive, model_files
+from ddctl.run.options import GUIDE_DIR, IMAGES, INPUT_DIR, MODEL_DIR, DreamOptions, engine_command
 from ddctl.run.progress import lines_of, parse_engine_line
 
 STOP_TIMEOUT = 3  # seconds between SIGTERM and SIGKILL on Ctrl-C
 KEPT_LINES = 15  # the engine's last non-event lines, kept for a failure's message
-REFUSALS = ("unknown_layer", "bad_input", "too_many_octaves")  # engine error codes that are usage errors
+REFUSALS = (
+    "unknown_layer",
+    "bad_input",
+    "too_many_octaves",
+    "bad_channel",
+    "bad_objective",
+    "bad_model",
+)  # engine error codes that are usage errors
 
 Emit = Callable[[str, dict], None]  # emit(kind, data)
 
@@ -110,6 +117,11 @@ def create(
             Mount(IMAGES, outdir, type="bind"),
             Mount(source_in, picture.path, type="bind", read_only=True),
         ]
+        if opts.model is not None:
+            kwargs["mounts"].append(Mount(MODEL_DIR, opts.model.folder, type="bind", read_only=True))
+        if opts.guide is not None:
+            guide_in = f"{GUIDE_DIR}/{opts.guide.filename}"
+            kwargs["mounts"].append(Mount(guide_in, opts.guide.path, type="bind", read_only=True))
     else:  # the root is read-only: the archive copy goes through two anonymous volumes
         kwargs["mounts"] = [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
     try:
@@ -120,10 +132,14 @@ def create(
         raise
 
 
-def send_input(container, picture) -> None:
-    """The archive copy's way in: input/<file> put into the container, owned by the caller."""
+def send_input(container, picture, opts: Optional[DreamOptions] = None) -> None:
+    """The archive copy's way in: the picture (and the model's and guide's files) put into
+    the container's input volume, owned by the caller."""
     uid, gid = containers.container_ids()
-    container.put_archive(INPUT_DIR, input_archive(picture.path, picture.filename, uid, gid))
+    extra = model_files(opts.model) if opts is not None else []
+    if opts is not None and opts.guide is not None:
+        extra.append((opts.guide.path, f"{GUIDE_DIR[len(INPUT_DIR) + 1 :]}/{opts.guide.filename}"))
+    container.put_archive(INPUT_DIR, input_archive(picture.path, picture.filename, uid, gid, extra))
 
 
 def attach_stdin(container):
@@ -226,7 +242,7 @@ def run(
         stdin = attach_stdin(container)
         emit("container", {"id": container.short_id, "run_id": run_id})
         if mode == "copy":
-            send_input(container, picture)
+            send_input(container, picture, opts)
         try:
             follow(container, emit, outcome)
             collect(container, outdir, mode, outcome)

@@ -10,10 +10,12 @@ removed whatever happens (Ctrl-C included).
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+from ddctl import objective
 from ddctl.client import Endpoint
 from ddctl.containers import memory_limit
 from ddctl.fetch import Picture, get_picture
 from ddctl.image import DEFAULT_TAG, build_command, ensure_image, weights_of
+from ddctl.layers import cached_layers, list_layers
 from ddctl.run import container
 from ddctl.run.naming import DEFAULT_OUTPUT, host_path, prepare_output_dir
 from ddctl.run.options import DreamOptions
@@ -75,6 +77,30 @@ def prepare(
     return DreamJob(picture=picture, opts=opts or DreamOptions(), outdir=outdir, transfer=transfer)
 
 
+def check_objective(client, image: str, opts: DreamOptions, mode: str, labels: dict) -> None:
+    """LAYER against the net's layers (cached per image and model, else listed by a short
+    container; for the image's own net and a plain layer name, only a cached list) before
+    the dream's container; a downloaded model is checked by the image and
+    only then kept in the cache. UsageError in one line."""
+    model = opts.model
+    if model is None and objective.plain_blob(objective.parse(opts.layer)):
+        # the image's own net and one layer name: check against a cached list only (the
+        # engine refuses an unknown layer in one line too), so a plain run starts one container
+        rows = cached_layers(ensure_image(client, image).id)
+        if rows is not None:
+            objective.check(objective.parse(opts.layer, [r["name"] for r in rows]), rows)
+        return
+    try:
+        rows = list_layers(client, image, labels, model, mode)
+    except BaseException:
+        if model is not None:
+            model.discard()
+        raise
+    if model is not None:
+        model.commit()
+    objective.check(objective.parse(opts.layer, [r["name"] for r in rows]), rows)
+
+
 def dream(
     client,
     job: DreamJob,
@@ -98,8 +124,9 @@ def dream(
     img = ensure_image(client, image, build_first if build else None)
     emit("image", {"tag": image, "weights": weights_of(img)})
     mode, why = choose_transfer(ep, job.transfer)
-    emit("transfer", {"mode": mode, "why": why, "output_dir": job.outdir})
     labels = labels or {}
+    check_objective(client, image, job.opts, mode, labels)
+    emit("transfer", {"mode": mode, "why": why, "output_dir": job.outdir})
     args = (client, img.id, job.picture, job.opts, job.outdir)
     try:
         outcome = container.run(*args, mode, emit, labels)

@@ -6,7 +6,11 @@ it with the engine's own parser.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # annotations only: no import cycle, no cost
+    from ddctl.fetch import Picture
+    from ddctl.models import Model
 
 # The engine's defaults (engine/cli.py DEFAULTS), bound by tests/unit/test_contract.py.
 # step_size and jitter are left to the engine (DreamOptions None) and named in --help.
@@ -29,6 +33,8 @@ DEFAULT_MAX_SIZE = 1280
 IMAGES = "/images"  # the engine's output folder inside the image (its --output-dir default)
 INPUT_DIR = "/input"  # where ddctl puts the input inside the container
 MIN_TILE = 256  # the engine's smallest --tile but 0 (engine/tiling.py MIN_TILE)
+MODEL_DIR = INPUT_DIR + "/ddctl-model"  # a --model's prototxt and weights, read-only
+GUIDE_DIR = INPUT_DIR + "/ddctl-guide"  # the --guide picture, read-only
 
 
 @dataclass
@@ -43,6 +49,8 @@ class DreamOptions:
     save_steps: bool = False
     max_size: Optional[int] = None
     tile: Optional[int] = None  # None: the engine's default (auto); 0: never tile
+    model: "Optional[Model]" = None  # None: the image's own bvlc_googlenet
+    guide: "Optional[Picture]" = None  # --guide, verified on the host
 
 
 def engine_command(source_in_container: str, name: str, opts: DreamOptions) -> list:
@@ -61,6 +69,10 @@ def engine_command(source_in_container: str, name: str, opts: DreamOptions) -> l
         cmd += ["--max-size", str(opts.max_size)]
     if opts.tile is not None:
         cmd += ["--tile", str(opts.tile)]
+    cmd += model_args(opts.model)
+    if opts.guide is not None:
+        cmd += ["--guide", f"{GUIDE_DIR}/{opts.guide.filename}"]
+    # positionals last, after `--`: a LAYER can never be read as an option
     return cmd + [
         "--",
         source_in_container,
@@ -69,6 +81,16 @@ def engine_command(source_in_container: str, name: str, opts: DreamOptions) -> l
         str(opts.octaves),
         _num(opts.octave_scale),
     ]
+
+
+def model_args(model: "Optional[Model]") -> list:
+    """The engine's --prototxt/--weights/--mean for a ddctl.models.Model (none for the image's own)."""
+    if model is None:
+        return []
+    cmd = ["--prototxt", f"{MODEL_DIR}/{model.prototxt}", "--weights", f"{MODEL_DIR}/{model.weights}"]
+    if model.mean is not None:
+        cmd += ["--mean", ",".join(_num(v) for v in model.mean)]
+    return cmd
 
 
 def batch_command(list_in_container: str, opts: DreamOptions, force: bool = False) -> list:

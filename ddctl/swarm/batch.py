@@ -622,6 +622,14 @@ def remove_batch(client, batch_id: str | None = None, timeout: float = 90) -> li
                 note(f"service {sv['Spec']['Name']}")
             except NotFound:
                 pass
+        # Swarm may leave a task's container behind when its service goes while it starts:
+        # on this node (the manager) they carry the batch's label and are removed here.
+        for c in client.api.containers(all=True, filters=f):
+            present = True
+            try:
+                client.api.remove_container(c["Id"], force=True)
+            except (NotFound, APIError):
+                pass
         for v in client.api.volumes(filters=f).get("Volumes") or []:
             present = True
             try:

@@ -30,18 +30,22 @@ def say(**fields):
     print(json.dumps({"event": "task", **fields}), flush=True)
 
 
-def http(method, url, data=None, tries=30):
-    """(status, body) of one request, retried while the exchange is not reachable yet."""
+def http(method, url, data=None, patience=90):
+    """(status, body) of one request, retried while the exchange is not reachable yet, for
+    `patience` seconds in all: a task whose batch was removed ends soon by itself."""
     last = None
-    for _ in range(tries):
+    end = time.monotonic() + patience
+    while True:
         req = urllib.request.Request(url, data=data, method=method)
         try:
-            with urllib.request.urlopen(req, timeout=60) as r:
+            with urllib.request.urlopen(req, timeout=30) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
         except OSError as e:  # DNS not there yet, connection refused, timeout
             last = e
+            if time.monotonic() > end:
+                break
             time.sleep(2)
     raise SystemExit(f"ddctl task: the exchange at {url} does not answer: {last}")
 

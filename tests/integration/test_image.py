@@ -329,6 +329,6 @@ def test_objectives_on_caffe(docker_client, dream_image, jitter, seed):
     assert code == 0, out + err
     r = json.loads(out.strip().splitlines()[-1])
     assert r["guided_max_diff"] == 0 and r["guided_changed"] > 0.5, r
-    assert r["plain_equal"], r
+    assert r["plain_equal"] and r["before_equal"], r
     assert r["channel_rel_err"] < 1e-4 and 0 < r["channel_share"] < 0.5, r
     assert r["mix_rel_err"] < 1e-4, r

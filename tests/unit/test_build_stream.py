@@ -364,3 +364,9 @@ def test_the_image_s_own_ddctl_line_is_the_reason():
     first = msg.splitlines()[0]
     assert first.endswith("x is not bvlc_googlenet weights that Caffe can load; use --weights untrained")
     assert "/bin/sh -c" not in msg and "init-weights: x is not a Caffe model file" in msg
+
+
+def test_a_weights_folder_is_named_a_folder_not_a_missing_file(tmp_path):
+    with pytest.raises(UsageError) as e:
+        image.weights_buildargs(str(tmp_path))
+    assert "is a folder" in e.value.message and "no such file" not in e.value.message

@@ -21,6 +21,7 @@ sys.path.insert(0, HERE)
 from test_engine_fakenet import FakeNet  # noqa: E402
 
 from ddctl.cli import build_parser  # noqa: E402
+from ddctl.commands.run import options_of  # noqa: E402
 from ddctl.errors import DdctlError, UsageError  # noqa: E402
 from ddctl.fetch import safe_stem  # noqa: E402
 from ddctl.layers import parse_layers  # noqa: E402
@@ -68,7 +69,7 @@ def test_ddctl_defaults_are_the_engine_s():
         a.octave_scale,
     )
     # What `ddctl run SOURCE` asks for when given nothing else.
-    r = build_parser().parse_args(["run", "x.png"])
+    r = options_of(build_parser().parse_args(["run", "x.png"]))  # LAYER None: the model's, else this
     assert (r.layer, r.iterations, r.octaves, r.octave_scale) == (
         a.layer,
         a.iterations,

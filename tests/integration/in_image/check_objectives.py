@@ -6,6 +6,7 @@ Prints one JSON object:
   guided_max_diff   the engine's guided dream against the notebook transcription's
                     (objective_guide on a force_backward caffe.Classifier), uint8 pictures;
   plain_equal       a blob name and the parsed objective give the same gradient bits;
+  before_equal      ... the same bits as the net of before objectives (its L2Objective layer);
   channel_rel_err   channels {a} + the other channels = the whole blob (gradients add up);
   mix_rel_err       a*1+b*0.5 = grad(a) + 0.5 grad(b).
 """
@@ -13,6 +14,7 @@ Prints one JSON object:
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 
@@ -20,14 +22,36 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "unit"))  # notebook_reference
 sys.path.insert(0, HERE)
 
+import caffe  # noqa: E402
 import notebook_reference as nb  # noqa: E402
 from compare_notebook import notebook_net, test_picture  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
 
 from engine import caffe_net, dream, objectives  # noqa: E402
 
 
 def rel(a, b):
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+def before_gradient(net, x, layer):
+    """The gradient as the engine computed it before objectives: the cut net whose loss is
+    the L2Objective layer (dream_netparameter without a slot)."""
+    netp = caffe_net.dream_netparameter(net.netp, layer)
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+        f.write(text_format.MessageToString(netp))
+    try:
+        old = caffe.Net(f.name, net.weights, caffe.TEST)
+    finally:
+        os.unlink(f.name)
+    blob = old.blobs["data"]
+    blob.reshape(1, *x.shape)
+    old.reshape()
+    blob.data[0] = x
+    n = len(old.layers)
+    old._forward(0, n - 1)
+    old._backward(n - 1, 0)
+    return blob.diff[0].copy()
 
 
 def main(argv):
@@ -53,6 +77,10 @@ def main(argv):
     x = dream.preprocess(net.mean, img)
     whole = net.input_gradient(x, layer)
     plain_equal = bool(np.array_equal(whole, net.input_gradient(x, objectives.parse(layer))))
+    before_equal = all(
+        bool(np.array_equal(net.input_gradient(x, name), before_gradient(net, x, name)))
+        for name in (layer, "inception_4c/output")
+    )
     some = net.input_gradient(x, objectives.parse(layer + ":3,100"))
     rest = net.input_gradient(
         x, objectives.parse(layer + ":" + ",".join(str(c) for c in range(480) if c not in (3, 100)))
@@ -66,6 +94,7 @@ def main(argv):
                 "guided_max_diff": int(diff.max()),
                 "guided_changed": float(np.abs(dream.to_uint8(out).astype(np.int16) - img).mean()),
                 "plain_equal": plain_equal,
+                "before_equal": before_equal,
                 "channel_rel_err": rel(some + rest, whole),
                 "channel_share": float(np.abs(some).sum() / np.abs(whole).sum()),
                 "mix_rel_err": rel(mix, parts),

@@ -1,0 +1,206 @@
+"""ddctl's side of objectives and models: the LAYER grammar (held to the engine's answers),
+model folders, known-model downloads (served on 127.0.0.1), the engine's argv."""
+
+import hashlib
+import http.server
+import io
+import json
+import os
+import tarfile
+import threading
+
+import pytest
+
+from ddctl import models, objective
+from ddctl.errors import DdctlError, UsageError
+from ddctl.run.options import DreamOptions, engine_command
+from engine import objectives as engine_objectives
+
+SPECS = [
+    "inception_4c/output",
+    "inception_4c/output:97",
+    "inception_4c/output:112,97",
+    "a*0.5+b/c:1,2*2",
+    "a:",
+    "a:x",
+    "a:-1",
+    "a*0",
+    "a*-2",
+    "a*inf",
+    "a+",
+    "a**2",
+    "a:1*2*3",
+    "",
+    " ",
+]
+
+
+@pytest.mark.parametrize("spec", SPECS)
+def test_host_and_engine_read_the_grammar_alike(spec):
+    try:
+        engine = [(t.blob, t.channels, t.weight) for t in engine_objectives.parse(spec).terms]
+    except engine_objectives.ObjectiveError:
+        engine = None
+    try:
+        host = [(t.blob, t.channels, t.weight) for t in objective.parse(spec)]
+    except UsageError:
+        host = None
+    assert host == engine
+
+
+def test_host_check_names_layers_and_channels():
+    rows = [{"name": "a", "channels": 8, "stride": 2}, {"name": "b/c", "channels": 4, "stride": 4}]
+    objective.check(objective.parse("a:7+b/c*2"), rows)
+    with pytest.raises(UsageError, match=r"channel 8 is out of range: a has 8 channels \(0 to 7\)"):
+        objective.check(objective.parse("a:8"), rows)
+    with pytest.raises(UsageError, match="unknown layer 'x': choose one of a, b/c"):
+        objective.check(objective.parse("a+x"), rows)
+
+
+def test_engine_command_carries_model_and_guide(tmp_path):
+    m = models.Model("mine", str(tmp_path), "deploy.prototxt", "w.caffemodel", (104.0, 117.0, 123.5), "l")
+
+    class Guide:
+        filename = "g.png"
+
+    cmd = engine_command("/input/p.png", "p", DreamOptions(layer="l:3", model=m, guide=Guide()))
+    text = " ".join(cmd)
+    assert "--prototxt /input/ddctl-model/deploy.prototxt --weights /input/ddctl-model/w.caffemodel" in text
+    assert "--mean 104,117,123.5" in text and "--guide /input/ddctl-guide/g.png" in text
+    plain = engine_command("/input/p.png", "p", DreamOptions())
+    assert plain[plain.index("--") + 1 :][:2] == ["/input/p.png", "inception_4c/output"]
+    assert cmd.index("--guide") < cmd.index("--")  # options before `--`, positionals after
+    assert "--prototxt" not in engine_command("/input/p.png", "p", DreamOptions())
+
+
+# --- folders --------------------------------------------------------------------------------
+
+
+def test_model_folders(tmp_path):
+    d = tmp_path / "net"
+    d.mkdir()
+    with pytest.raises(UsageError, match="has no deploy.prototxt"):
+        models.from_folder(str(d))
+    (d / "deploy.prototxt").write_text("name: 'x'")
+    with pytest.raises(UsageError, match="holds no .caffemodel"):
+        models.from_folder(str(d))
+    (d / "a.caffemodel").write_bytes(b"1")
+    (d / "b.caffemodel").write_bytes(b"2")
+    with pytest.raises(UsageError, match="2 .caffemodel files"):
+        models.from_folder(str(d))
+    (d / "b.caffemodel").unlink()
+    m = models.from_folder(str(d))
+    assert (m.prototxt, m.weights, m.mean, m.layer) == ("deploy.prototxt", "a.caffemodel", None, None)
+    (d / "ddctl-model.json").write_text(json.dumps({"mean": [1, 2, 3], "layer": "conv9"}))
+    m = models.from_folder(str(d))
+    assert (m.mean, m.layer) == ((1.0, 2.0, 3.0), "conv9")
+    (d / "ddctl-model.json").write_text(json.dumps({"mean": [1, 2]}))
+    with pytest.raises(UsageError, match="three numbers"):
+        models.from_folder(str(d))
+    with pytest.raises(UsageError, match="no such folder"):
+        models.resolve(str(tmp_path / "nothing"))
+    with pytest.raises(UsageError, match="unknown model 'vgg'"):
+        models.resolve("vgg")
+    assert models.resolve(None) is None and models.resolve("bvlc_googlenet") is None
+
+
+# --- downloads ------------------------------------------------------------------------------
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    routes = {}
+    hits = []
+
+    def do_GET(self):
+        self.hits.append(self.path)
+        body = self.routes.get(self.path)
+        if body is None:
+            self.send_error(404, "Not Found")
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+@pytest.fixture
+def server(monkeypatch, tmp_path):
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setenv("DDCTL_MODEL_MIRROR", f"http://127.0.0.1:{srv.server_address[1]}")
+    monkeypatch.setenv("DDCTL_CACHE_DIR", str(tmp_path / "cache"))
+    Handler.hits = []
+    yield Handler
+    srv.shutdown()
+    srv.server_close()
+
+
+def _tar(files):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_an_archive_model_is_checked_staged_and_committed(server, monkeypatch):
+    archive = _tar({"g/deploy_places205.protxt": b"name: 'g'", "g/g_iter_1.caffemodel": b"W" * 100000})
+    known = models.KnownModel(
+        "toy", "a toy", "http://x.invalid/m/toy.tar.gz", hashlib.sha1(archive).hexdigest(), (1, 2, 3), "l"
+    )
+    server.routes = {"/toy/toy.tar.gz": archive}
+    seen = []
+    m = models.fetch_known(known, lambda what, done, total: seen.append((what, done, total)))
+    assert m.staged and os.path.basename(m.folder).startswith(".staging-toy-")
+    assert seen[-1] == ("download.tar.gz", len(archive), len(archive))
+    assert open(os.path.join(m.folder, "deploy.prototxt"), "rb").read() == b"name: 'g'"
+    assert models.cached("toy") is None  # not before the image accepted it
+    m.commit()
+    assert models.cached("toy").weights == "toy.caffemodel"
+    assert os.listdir(models.models_dir()) == ["toy"]
+
+
+def test_a_wrong_sha1_or_a_404_keeps_nothing(server):
+    known = models.KnownModel(
+        "toy",
+        "a toy",
+        "http://x.invalid/toy.caffemodel",
+        "0" * 40,
+        (1, 2, 3),
+        "l",
+        "http://x.invalid/deploy.prototxt",
+    )
+    server.routes = {"/toy/toy.caffemodel": b"weights", "/toy/deploy.prototxt": b"name: 'x'"}
+    with pytest.raises(DdctlError, match="not the published 0000000000"):
+        models.fetch_known(known)
+    assert os.listdir(models.models_dir()) == []
+    server.routes = {}
+    with pytest.raises(DdctlError, match="answered HTTP 404"):
+        models.fetch_known(known)
+    assert os.listdir(models.models_dir()) == []
+    unpublished = models.KnownModel(
+        "toy",
+        "t",
+        "http://x.invalid/toy.caffemodel",
+        None,
+        (1, 2, 3),
+        "l",
+        "http://x.invalid/deploy.prototxt",
+    )
+    server.routes = {"/toy/toy.caffemodel": b"weights", "/toy/deploy.prototxt": b"name: 'x'"}
+    m = models.fetch_known(unpublished)
+    assert m.sources["weights"]["sha1"] == hashlib.sha1(b"weights").hexdigest()
+    m.discard()
+    assert os.listdir(models.models_dir()) == []
+
+
+def test_urls_are_shown_without_secrets():
+    assert (
+        models._redact("https://u:secret@h.example:8443/p/m.caffemodel?token=abc")
+        == "https://h.example:8443/p/m.caffemodel"
+    )
