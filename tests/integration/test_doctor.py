@@ -372,7 +372,11 @@ def test_eval_doctor_env_reaches_the_current_context(lab, cfg):
     r = bash(lab, f'eval "$(python -m ddctl doctor env --shell bash)" && {PING}', DOCKER_CONFIG=str(cfg))
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == lab.plain.data_root
-    assert 'eval "$(ddctl doctor env --shell bash)"' in r.stderr
+    # The hint to eval is part of the output, as a comment (docker-machine's form), once.
+    shown = bash(lab, "python -m ddctl doctor env --shell bash", DOCKER_CONFIG=str(cfg))
+    hint = 'eval "$(ddctl doctor env --shell bash)"'
+    assert (shown.stdout + shown.stderr).count(hint) == 1, shown.stdout + shown.stderr
+    assert f"# {hint}" in shown.stdout.splitlines()
 
 
 def test_eval_doctor_env_reaches_the_engine_found(lab):
