@@ -12,7 +12,7 @@ import os
 import uuid
 
 import pytest
-from dockertest import BASE_IMAGE, TEST_LABEL, TEST_LABEL_FILTER  # noqa: F401
+from dockertest import BASE_IMAGE, TEST_LABEL, TEST_LABEL_FILTER, remove_session_leftovers  # noqa: F401
 
 # The dream image, built once per session with untrained weights (image_fixtures.py).
 # Imported here only: a fixture imported into several test modules is built once per module.
@@ -41,25 +41,8 @@ def docker_client():
             pytest.fail(f"CI=true but no Docker daemon answers: {why}")
         pytest.skip(f"no Docker daemon answers: {why}")
     yield client
-    remove_session_leftovers(client)
+    remove_session_leftovers(client, keep=IMAGE_TAG)
     client.close()
-
-
-def remove_session_leftovers(client, label_filter=TEST_LABEL_FILTER, keep=IMAGE_TAG):
-    """Remove what this session's tests left on the daemon, by this session's label only:
-    containers, then images (untagged ones included) but the one tagged `keep`."""
-    for c in client.containers.list(all=True, filters={"label": label_filter}):
-        try:
-            c.remove(force=True)
-        except Exception:
-            pass
-    for image in client.images.list(filters={"label": label_filter}):
-        if keep in image.tags:
-            continue
-        try:
-            client.images.remove(image.id, force=True)
-        except Exception:
-            pass
 
 
 @pytest.fixture(scope="session")

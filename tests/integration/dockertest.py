@@ -12,3 +12,23 @@ TEST_LABEL_FILTER = f"io.ddctl.test={SESSION}"
 # The same label in the DDCTL_LABELS form ddctl reads (k=v,k2=v2).
 TEST_LABELS_ENV = TEST_LABEL_FILTER
 BASE_IMAGE = "debian:bullseye-slim"
+
+
+def remove_session_leftovers(client, label_filter=TEST_LABEL_FILTER, keep=None):
+    """Remove what this session's tests left on the daemon, by this session's label only:
+    containers, then images (untagged ones included) but the one tagged `keep`.
+
+    Lives here, not in conftest.py: tests import it, and `conftest` is a name that
+    tests/integration/swarm/conftest.py shares."""
+    for c in client.containers.list(all=True, filters={"label": label_filter}):
+        try:
+            c.remove(force=True)
+        except Exception:
+            pass
+    for image in client.images.list(filters={"label": label_filter}):
+        if keep and keep in image.tags:
+            continue
+        try:
+            client.images.remove(image.id, force=True)
+        except Exception:
+            pass

@@ -5,7 +5,7 @@ build once per module).
 
 `dream_image` builds the repository's Dockerfile with WEIGHTS=untrained (no download)
 once per session and yields its tag. It carries io.ddctl.test=<session>; it is the one
-image of the session kept after it (conftest.remove_session_leftovers), so that later runs
+image of the session kept after it (dockertest.remove_session_leftovers), so that later runs
 reuse its layer cache. Helpers here are shared with test_image.py.
 """
 

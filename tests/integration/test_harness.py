@@ -4,7 +4,7 @@ base image writes into a bind-mounted host folder that we read back."""
 import io
 import uuid
 
-from dockertest import TEST_LABEL
+from dockertest import TEST_LABEL, remove_session_leftovers
 
 from ddctl.client import make_client, resolve_endpoint
 
@@ -39,10 +39,8 @@ def test_container_writes_into_a_bind_mounted_folder(docker_client, base_image, 
 
 
 def test_the_session_s_leftovers_are_removed_by_its_label_only(docker_client, base_image):
-    """What conftest.remove_session_leftovers does at the end of every session, on a label of
+    """What dockertest.remove_session_leftovers does at the end of every session, on a label of
     this test's own: a re-tagged (now untagged) build and other builds go, the kept tag stays."""
-    from conftest import remove_session_leftovers
-
     label = {"io.ddctl.test": f"{TEST_LABEL['io.ddctl.test']}-leftovers-{uuid.uuid4().hex[:8]}"}
     name = "ddctl/leftovers-" + uuid.uuid4().hex[:8]
 
