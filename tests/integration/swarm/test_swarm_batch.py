@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+from image_fixtures import IMAGE_TAG
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -56,9 +57,7 @@ def batch_things(swarm, settle=20):
 def test_twelve_pictures_come_back_whole_from_several_nodes(swarm_with_images, tmp_path):
     src = pictures(tmp_path / "in", 12)
     out = tmp_path / "out"
-    r = ddctl(
-        swarm_with_images, str(src), "-o", str(out), "--image", os.environ.get("DDCTL_TEST_IMAGE"), *FAST
-    )
+    r = ddctl(swarm_with_images, str(src), "-o", str(out), "--image", IMAGE_TAG, *FAST)
     assert r.returncode == 0, r.stderr
     rows = manifest(out)
     assert len(rows) == 12
@@ -78,9 +77,7 @@ def test_a_broken_picture_is_reported_and_the_rest_complete(swarm_with_images, t
     src = pictures(tmp_path / "in", 3)
     (src / "broken.png").write_bytes((src / "pic00.png").read_bytes()[:40])
     out = tmp_path / "out"
-    r = ddctl(
-        swarm_with_images, str(src), "-o", str(out), "--image", os.environ.get("DDCTL_TEST_IMAGE"), *FAST
-    )
+    r = ddctl(swarm_with_images, str(src), "-o", str(out), "--image", IMAGE_TAG, *FAST)
     assert r.returncode == 1
     rows = {os.path.basename(x["source"]): x for x in manifest(out)}
     assert rows["broken.png"]["status"] == "failed" and rows["broken.png"]["error"]
@@ -99,7 +96,7 @@ def start_and_wait_for_tasks(swarm, tmp_path, n=4):
         "-o",
         str(tmp_path / "out"),
         "--image",
-        os.environ.get("DDCTL_TEST_IMAGE"),
+        IMAGE_TAG,
         *FAST,
         popen=True,
     )
@@ -171,9 +168,7 @@ def test_a_worker_stopped_mid_batch_and_every_picture_once(swarm_with_images, tm
     s = swarm_with_images
     src = pictures(tmp_path / "in", 6)
     out = tmp_path / "out"
-    proc = ddctl(
-        s, str(src), "-o", str(out), "--image", os.environ.get("DDCTL_TEST_IMAGE"), *FAST, popen=True
-    )
+    proc = ddctl(s, str(src), "-o", str(out), "--image", IMAGE_TAG, *FAST, popen=True)
     victim = s.nodes[2]
     victim_id = victim.client.info()["Swarm"]["NodeID"]
     stopped = threading.Event()
