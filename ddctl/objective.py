@@ -8,12 +8,14 @@ holds both to the same answers. ddctl never imports the engine.
 """
 
 import math
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 from ddctl.errors import UsageError
+from ddctl.limits import check_layer_name
 
 _TERM = re.compile(r"^(?P<blob>[^:*+\s]+)(?::(?P<channels>[^*+]*))?(?:\*(?P<weight>[^*+]*))?$")
 EXAMPLE = "e.g. inception_4c/output:97 or inception_4c/output*1+inception_3b/output*0.5"
@@ -62,6 +64,39 @@ def parse(spec: str, known: Sequence[str] = ()) -> list:
                 )
         terms.append(Term(blob, channels, weight))
     return terms
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def check_spec(spec: str, model: Optional[str] = None, label: str = "LAYER") -> list:
+    """Everything the host can check of LAYER without the net (the one place commands call,
+    before any download or container): not an option, the grammar, and no blob that is a
+    number. The number rule holds for the nets ddctl knows (the image's own and the known
+    models, `model` a name or None), whose blobs all have names; a folder's net may really
+    have a blob "123" (converted nets do), so with a folder the net's own list decides.
+    Returns the terms; UsageError (one line, exit 2) otherwise."""
+    try:
+        check_layer_name(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc).replace("LAYER ", f"{label} ", 1))
+    terms = parse(spec)
+    if model is None or not _is_folder(model):
+        for t in terms:
+            if _NUMBER.match(t.blob):
+                raise UsageError(
+                    f"{label} {t.blob!r} is a number, not a layer: LAYER comes before ITERATIONS "
+                    f"and OCTAVES (e.g. `ddctl run SOURCE inception_4c/output {t.blob}`); "
+                    f"`ddctl layers` lists the layers."
+                    if label == "LAYER"
+                    else f"{label} {t.blob!r} is a number, not a layer: `ddctl layers` lists the layers."
+                )
+    return terms
+
+
+def _is_folder(model: str) -> bool:
+    """--model DIR rather than a known name (ddctl.models.resolve's rule)."""
+    return "/" in model or os.sep in model or model.startswith(".") or os.path.isdir(model)
 
 
 def check(terms: list, layers: list) -> None:

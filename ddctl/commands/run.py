@@ -22,20 +22,12 @@ from ddctl.containers import temp_folder
 from ddctl.errors import DdctlError, UsageError
 from ddctl.fetch import check_settings, get_picture
 from ddctl.image import check_tag
-from ddctl.limits import arg_type, check_layer_name
+from ddctl.limits import arg_type
 from ddctl.run.batch import is_batch_source, prepare_batch, run_batch
 from ddctl.run.dream import dream, prepare
 from ddctl.run.naming import DEFAULT_OUTPUT
 from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, MIN_TILE, DreamOptions
 from ddctl.run.progress import DreamProgress
-
-
-def _layer(text):
-    """LAYER on the host: never something that reads as an option (the engine gets it after --)."""
-    try:
-        return check_layer_name(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc).rstrip(".").replace("LAYER ", "", 1))
 
 
 def add_parser(sub):
@@ -59,7 +51,6 @@ def add_parser(sub):
         metavar="LAYER",
         nargs="?",
         default=None,
-        type=_layer,
         help=f"layer to amplify (default {ENGINE_DEFAULTS['layer']}, or the model's; see `ddctl layers`), "
         "or an objective: LAYER:97,112 (channels), A*1.0+B*0.5 (several layers with weights)",
     )
@@ -253,15 +244,15 @@ class RunView:
 def run(args, ui):
     check_settings()  # a bad DDCTL_MAX_DOWNLOAD_MB / DDCTL_DOWNLOAD_TIMEOUT is said first
     check_tag(args.image, "--image")
-    if is_batch_source(args.source):
-        return run_batch_command(args, ui)
-    opts = options_of(args)
-    if args.layer is not None:
-        terms = objective.parse(args.layer)  # a bad grammar: one line before anything else
+    if args.layer is not None:  # one line before anything else, for one picture or many
+        terms = objective.check_spec(args.layer, args.model)
         if args.guide and not objective.plain_blob(terms):
             raise UsageError(
                 f"--guide works on one whole layer, not on {args.layer}: give a single layer name."
             )
+    if is_batch_source(args.source):
+        return run_batch_command(args, ui)
+    opts = options_of(args)
     view = RunView(ui, opts)
     build = None
     with temp_folder() as workdir:  # ddctl-<pid>-XXXX: a killed run's is found and removed

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from ddctl import objective
 from ddctl.commands.common import connect, seconds
 from ddctl.errors import DdctlError
 from ddctl.image import DEFAULT_TAG
@@ -154,6 +155,7 @@ class BatchView:
 
 
 def run_batch(args, ui):
+    objective.check_spec(args.layer, label="--layer")
     sources = expand_sources(args.sources)  # bad input is told before Docker is asked
     prepare_output_dir(args.output_dir)
     _ep, client = connect(timeout=600)

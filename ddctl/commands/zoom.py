@@ -4,6 +4,7 @@ import argparse
 import math
 import tempfile
 
+from ddctl import objective
 from ddctl.commands.common import UnitsView, add_dream_options, build_with_view, connect, say, seconds
 from ddctl.errors import UsageError
 from ddctl.modes import ModeJob, run_mode, source_in
@@ -105,6 +106,8 @@ def with_defaults(opts: ZoomOptions) -> ZoomOptions:
 
 
 def run(args, ui):
+    if args.layer is not None:
+        objective.check_spec(args.layer, getattr(args, "model", None))
     opts = options_of(args)
     view = UnitsView(ui, "frame", "zooming on")
     transfer = "copy" if args.copy else None

@@ -122,3 +122,48 @@ def test_a_word_left_over_is_still_a_usage_error(tmp_path):
         env={"DOCKER_HOST": "unix:///nonexistent"},
     )
     assert r.returncode == 2 and "unrecognized arguments: extra" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "cat.png", "2", "2"],  # ITERATIONS where LAYER goes
+        ["run", "cat.png", "inception_4c/output*1+1.5"],  # a number inside a mix
+        ["run", "pics", "20"],  # a folder: the batch path checks it too
+        ["zoom", "cat.png", "10", "3"],
+        ["swarm", "run", "cat.png", "--layer", "3"],
+    ],
+)
+def test_a_number_as_layer_is_refused_before_docker_in_one_line(tmp_path, args):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "cat.png")
+    (tmp_path / "pics").mkdir()
+    Image.new("RGB", (40, 30)).save(tmp_path / "pics" / "a.png")
+    r = subprocess.run(
+        [sys.executable, "-m", "ddctl", *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **NO_DAEMON),
+        cwd=tmp_path,
+        timeout=60,
+    )
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "is a number, not a layer" in lines[0] and "`ddctl layers`" in lines[0]
+    assert "Docker" not in r.stderr and not (tmp_path / "dreams").exists()
+    if args[0] != "swarm":
+        assert "LAYER comes before ITERATIONS" in lines[0]
+
+
+def test_a_folder_model_may_name_a_numeric_blob():
+    """Converted nets have blobs like "123": with --model DIR the net's own list decides."""
+    from ddctl import objective
+    from ddctl.errors import UsageError
+
+    assert [t.blob for t in objective.check_spec("123:4", "./nets/converted")] == ["123"]
+    for model in (None, "googlenet_places365"):
+        with pytest.raises(UsageError, match="is a number"):
+            objective.check_spec("123:4", model)
+    with pytest.raises(UsageError, match="is not a layer name"):
+        objective.check_spec("--output-dir=/x")
