@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from docker.errors import ImageNotFound
 
+from ddctl.caffemodel import check_weights_file
 from ddctl.errors import DdctlError, UsageError
 from ddctl.redact import redact_url
 
@@ -117,6 +118,7 @@ def weights_buildargs(
         )
     if weights_url:
         raise UsageError("--weights-url makes no sense with a weights file.")
+    check_weights_file(path, f"--weights {weights}")  # a text file fails here, not in the build
     sha1 = _sha1(path)
     return {
         "WEIGHTS": "file",

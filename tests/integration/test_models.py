@@ -364,3 +364,25 @@ def test_unknown_model_name_is_one_line(tmp_path):
     name = "alexnet" + uuid.uuid4().hex[:4]
     r = ddctl("run", str(photo(tmp_path / "x.png")), "--model", name, "-o", str(tmp_path))
     assert r.returncode == 2 and f"unknown model {name!r}: give one of bvlc_googlenet" in r.stderr, r.stderr
+
+
+def test_real_caffe_weights_pass_the_hosts_check(docker_client, dream_image, nsfw_files, tmp_path):
+    """ddctl build --weights checks the file on the host (ddctl/caffemodel.py): what Caffe
+    1.0 writes (the image's untrained weights) and a trained model (open_nsfw) pass, and
+    the open_nsfw file cut short does not."""
+    from image_fixtures import copy_from_image
+
+    from ddctl.caffemodel import NotWeights, walk
+
+    files = {
+        "untrained.caffemodel": copy_from_image(
+            docker_client, dream_image, "/opt/ddctl/model/bvlc_googlenet.caffemodel"
+        ),
+        WEIGHTS: nsfw_files[WEIGHTS],
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert walk(str(tmp_path / name)) > 50, name  # GoogLeNet and ResNet-50 have hundreds
+    (tmp_path / "cut.caffemodel").write_bytes(nsfw_files[WEIGHTS][: 1 << 20])
+    with pytest.raises(NotWeights, match="truncated"):
+        walk(str(tmp_path / "cut.caffemodel"))

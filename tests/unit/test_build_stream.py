@@ -152,13 +152,17 @@ def test_weights_options_become_build_args(weights, url, sha1, want):
     assert image.weights_buildargs(weights, url, sha1) == (want, None)
 
 
+# A NetParameter as Caffe writes it: name "tiny" (field 1), one layer (field 100) named "d".
+TINY_NET = b"\x0a\x04tiny" + b"\xa2\x06\x03\x0a\x01d"
+
+
 def test_a_weights_file_is_hashed_and_sent(tmp_path):
     f = tmp_path / "my.caffemodel"
-    f.write_bytes(b"weights!")
+    f.write_bytes(TINY_NET)
     args, path = image.weights_buildargs(str(f))
     assert args == {
         "WEIGHTS": "file",
-        "WEIGHTS_SHA1": hashlib.sha1(b"weights!").hexdigest(),
+        "WEIGHTS_SHA1": hashlib.sha1(TINY_NET).hexdigest(),
         "WEIGHTS_NAME": "custom",
         "WEIGHTS_SOURCE": "my.caffemodel",
     }
@@ -370,3 +374,33 @@ def test_a_weights_folder_is_named_a_folder_not_a_missing_file(tmp_path):
     with pytest.raises(UsageError) as e:
         image.weights_buildargs(str(tmp_path))
     assert "is a folder" in e.value.message and "no such file" not in e.value.message
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"my notes about dreams\n", "does not start like one (it is text)"),
+        (b'name: "GoogleNet"\nlayer {\n', "does not start like one (it is text)"),  # a prototxt
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), "does not start like one"),
+        (b"", "it is empty"),
+        (TINY_NET[:-2], "truncated?"),
+        (b"\x0a\x04tiny", "it holds no layers"),
+    ],
+)
+def test_a_file_that_is_not_caffe_weights_is_refused_before_the_build(tmp_path, content, words):
+    f = tmp_path / "notes.txt"
+    f.write_bytes(content)
+    with pytest.raises(UsageError) as e:
+        image.weights_buildargs(str(f))
+    assert e.value.exit_code == 2 and "\n" not in e.value.message
+    assert e.value.message.startswith(f"--weights {f} is not a Caffe model (.caffemodel): ")
+    assert words in e.value.message
+
+
+def test_old_v1_weights_pass_the_check(tmp_path):
+    """bvlc_googlenet.caffemodel (2014) holds V1 `layers` (field 2) after its name."""
+    from ddctl.caffemodel import walk
+
+    f = tmp_path / "bvlc_googlenet.caffemodel"
+    f.write_bytes(b"\x0a\x09GoogleNet" + b"\x12\x03\x0a\x01d" * 3 + b"\x28\x01")
+    assert walk(str(f)) == 3

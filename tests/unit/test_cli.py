@@ -167,3 +167,18 @@ def test_a_folder_model_may_name_a_numeric_blob():
             objective.check_spec("123:4", model)
     with pytest.raises(UsageError, match="is not a layer name"):
         objective.check_spec("--output-dir=/x")
+
+
+def test_build_refuses_a_weights_file_that_is_not_caffe_weights_before_docker(tmp_path):
+    (tmp_path / "notes.txt").write_text("not weights\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "ddctl", "build", "--weights", "notes.txt"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, **NO_DAEMON),
+        cwd=tmp_path,
+        timeout=60,
+    )
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "notes.txt is not a Caffe model (.caffemodel)" in lines[0] and "Docker" not in r.stderr
