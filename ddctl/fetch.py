@@ -24,6 +24,7 @@ from ddctl import __version__
 from ddctl.errors import DdctlError, UsageError, one_line
 from ddctl.limits import env_number
 from ddctl.redact import redact_url, scrub, secrets_of
+from ddctl.run.naming import safe_stem
 
 MAX_MB = 50  # default of DDCTL_MAX_DOWNLOAD_MB (read when a download starts)
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # Pillow's own bomb threshold
@@ -59,13 +60,6 @@ class Picture:
 
 def is_url(source):
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source))
-
-
-def safe_stem(name, default="picture"):
-    """A file-name stem made of [A-Za-z0-9._-] only, at most 60 characters."""
-    stem = os.path.splitext(os.path.basename(name))[0]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:60]
-    return stem or default
 
 
 def _mb(n):

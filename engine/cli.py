@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import traceback
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -376,9 +377,24 @@ class Events:
 # input
 
 
+def _kept(c):
+    return c in '._+-' or unicodedata.category(c)[0] in 'LNM'
+
+
 def _safe_stem(text):
-    stem = re.sub(r'[^\w.+-]+', '_', text).strip('._-')[:80]
-    return stem or 'dream'
+    """A file name stem: letters, digits and marks of any script (NFC), . _ + -; each run of
+    anything else one '_'; at most 80 characters and 120 bytes of UTF-8; no leading or
+    trailing . _ -. ddctl's stems (ddctl/run/naming.py) are left as they are."""
+    out = []
+    for c in unicodedata.normalize('NFC', text):
+        if _kept(c):
+            out.append(c)
+        elif not out or out[-1] != '\0':
+            out.append('\0')
+    stem = ''.join(out).replace('\0', '_')[:80]
+    while len(stem.encode('utf-8')) > 120:
+        stem = stem[:-1]
+    return stem.strip('._-') or 'dream'
 
 
 safe_stem = _safe_stem

@@ -8,6 +8,7 @@ container (tests/unit/test_contract.py binds the two).
 
 import os
 import posixpath
+import unicodedata
 from typing import Optional
 
 from ddctl.errors import UsageError
@@ -15,6 +16,34 @@ from ddctl.run.options import IMAGES
 
 DEFAULT_OUTPUT = "dreams"
 STEPS_SUFFIX = "-steps"
+STEM_CHARS, STEM_BYTES = 60, 120  # a file name is at most 255 bytes; the layer and -i10-o4 follow
+
+
+def _kept(c: str) -> bool:
+    """Letters, digits and marks of any script, and . _ - (engine/cli.py keeps the same, and +)."""
+    return c in "._-" or unicodedata.category(c)[0] in "LNM"
+
+
+def safe_stem(name: str, default: str = "picture") -> str:
+    """The stem results are named from: one a user recognises, that every file system takes.
+
+    `Müller-Straße.jpg` -> `Müller-Straße`, `雪.png` -> `雪`. NFC first (a Mac's decomposed ü
+    becomes one letter); each run of other characters (spaces, path separators, control
+    and format characters such as a right-to-left override, punctuation) becomes one `_`;
+    at most 60 characters and 120 bytes of UTF-8, cut on a character; no leading or
+    trailing `.`, `_` or `-` (no hidden file, nothing read as an option). The engine's own
+    rule leaves such a stem as it is (tests/unit/test_contract.py)."""
+    stem = unicodedata.normalize("NFC", os.path.splitext(os.path.basename(name))[0])
+    out: list = []
+    for c in stem:
+        if _kept(c):
+            out.append(c)
+        elif not out or out[-1] != "\0":
+            out.append("\0")
+    stem = "".join(out).replace("\0", "_")[:STEM_CHARS]
+    while len(stem.encode("utf-8")) > STEM_BYTES:
+        stem = stem[:-1]
+    return stem.strip("._-") or default
 
 
 def final_stem(stem: str, layer: str, iterations: int, octaves: int) -> str:

@@ -229,6 +229,11 @@ def test_ddctl_reads_the_engine_s_layer_list():
         "..hidden.png",
         "a" * 100 + ".png",
         "雪.png",
+        "Müller-Straße.jpg",
+        "Mu\u0308ller.png",  # a Mac's decomposed ü
+        "हिन्दी.png",  # letters and combining marks
+        "a" * 59 + " b.png",  # cut where a '_' would end it
+        "雪" * 70 + ".png",  # 3 bytes a letter: cut at 120 bytes
     ],
 )
 def test_the_engine_keeps_ddctl_s_stem_and_names_the_picture_as_ddctl_predicts(pic, name):

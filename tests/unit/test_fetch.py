@@ -184,7 +184,19 @@ def test_local_files_are_checked_the_same_way(tmp_path, make, words):
         ("/", "picture"),
         ("%%%.png", "picture"),
         ("x" * 100 + ".jpg", "x" * 60),
+        ("Müller-Straße.jpg", "Müller-Straße"),  # letters of any script are kept
+        ("/photos/Mu\u0308ller.png", "Müller"),  # NFC: a Mac's decomposed ü is one letter
+        ("Ελλάδα 2015.jpg", "Ελλάδα_2015"),
+        ("हिन्दी.png", "हिन्दी"),  # combining marks too
+        ("a\u202egnp.exe.png", "a_gnp.exe"),  # a right-to-left override is not kept
+        ("tab\there\x7f.png", "tab_here"),  # control characters
+        ("back\\slash.png", "back_slash"),
+        ("--weird.png", "weird"),
+        (".hidden.png", "hidden"),
+        ("a" * 59 + " b.png", "a" * 59),  # never ends with _ after the cut
+        ("雪" * 70 + ".png", "雪" * 40),  # at most 120 bytes of UTF-8
     ],
 )
 def test_stems_are_safe_file_names(name, stem):
     assert safe_stem(name) == stem
+    assert len(stem.encode("utf-8")) <= 120 and not any(c in stem for c in "/\\\0")
