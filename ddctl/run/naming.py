@@ -8,6 +8,7 @@ container (tests/unit/test_contract.py binds the two).
 
 import os
 import posixpath
+import re
 import unicodedata
 from typing import Optional
 
@@ -46,9 +47,17 @@ def safe_stem(name: str, default: str = "picture") -> str:
     return stem.strip("._-") or default
 
 
+def layer_stem(layer: str) -> str:
+    """LAYER as a part of a file name (engine/objectives.stem): a blob name with `/` as `-`
+    (the 2015 naming), an objective (`a:97`, `a*1+b*0.5`) with every other separator as `_`."""
+    if re.match(r"^[\w./-]+$", layer):
+        return layer.replace("/", "-")
+    return re.sub(r"[^\w.+-]+", "_", layer.replace("/", "-")).strip("._-")[:80] or "dream"
+
+
 def final_stem(stem: str, layer: str, iterations: int, octaves: int) -> str:
     """The final picture's name before any -2, -3 suffix (the engine's naming rule)."""
-    return f"{stem}-{layer.replace('/', '-')}-i{iterations}-o{octaves}"
+    return f"{stem}-{layer_stem(layer)}-i{iterations}-o{octaves}"
 
 
 def prepare_output_dir(path: Optional[str]) -> str:

@@ -244,6 +244,15 @@ def test_the_engine_keeps_ddctl_s_stem_and_names_the_picture_as_ddctl_predicts(p
     assert os.path.basename(done["path"]) == naming.final_stem(stem, "conv1", 2, 1) + ".png"
 
 
+@pytest.mark.parametrize("layer", ["conv1", "conv1:3", "conv1:3,5*2+conv2*0.5"])
+def test_an_objective_names_the_picture_as_ddctl_predicts(pic, layer):
+    """A batch skips pictures whose result exists: ddctl must name it as the engine does."""
+    code, out, err = engine(["cat.png", layer, "1", "1", "--output-dir", str(pic)])
+    assert code == 0, err
+    done = progress.parse_engine_line(out.splitlines()[-1])
+    assert os.path.basename(done["path"]) == naming.final_stem("cat", layer, 1, 1) + ".png"
+
+
 def test_the_free_name_rule_is_the_same_on_both_sides(pic):
     final = naming.final_stem("cat", "conv1", 1, 1)
     (pic / f"{final}-2-steps").mkdir()  # someone's steps folder claims -2
