@@ -346,6 +346,17 @@ def test_known_models_download_check_and_cache(docker_client, dream_image, mirro
     rows = {row["name"]: row for row in json.loads(r.stdout)["models"]}
     assert rows["googlenet_places365"]["present"] == str(folder)
     assert rows["googlenet_places205"]["present"].startswith("not downloaded")
+    # --image: what that image holds, and which models it has checked
+    r = ddctl("models", "--json", "--image", dream_image, env=env)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    labels = docker_client.images.get(dream_image).labels
+    assert doc["image"]["weights"] == labels["io.ddctl.weights"]
+    rows = {row["name"]: row for row in doc["models"]}
+    assert rows["bvlc_googlenet"]["sha1"] == labels["io.ddctl.weights.sha1"]
+    assert f"({labels['io.ddctl.weights']} weights)" in rows["bvlc_googlenet"]["present"]
+    assert rows["googlenet_places365"]["in_image"].startswith("checked (")
+    assert rows["googlenet_places205"]["in_image"] == "not checked yet"
 
     # a wrong SHA1: one line, nothing kept
     r = ddctl("layers", "--model", "googlenet_places205", "--image", dream_image, env=env)

@@ -1,5 +1,6 @@
 """What a user sees from the CLI without any daemon."""
 
+import json
 import os
 import subprocess
 import sys
@@ -182,3 +183,12 @@ def test_build_refuses_a_weights_file_that_is_not_caffe_weights_before_docker(tm
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "notes.txt is not a Caffe model (.caffemodel)" in lines[0] and "Docker" not in r.stderr
+
+
+def test_models_takes_image_like_the_other_commands():
+    r = ddctl("models", "--image", "Bad Tag!!", env=NO_DAEMON)
+    assert r.returncode == 2 and "--image 'Bad Tag!!' is not a valid image name" in r.stderr
+    r = ddctl("models", "--image", "mydream:1", env=NO_DAEMON)  # asks Docker about it
+    assert r.returncode == 1 and r.stderr.startswith("ddctl: Docker is not answering"), r.stderr
+    r = ddctl("models", "--json", env=NO_DAEMON)  # without --image: no Docker needed
+    assert r.returncode == 0 and "image" not in json.loads(r.stdout)
