@@ -687,6 +687,33 @@ def final_stem_of(a, stem):
     return '%s-%s-i%d-o%d' % (stem, layer_stem, a.iterations, a.octaves)
 
 
+def step_events(events, steps_total, t0, after=None, **where):
+    """engine.dream's progress callback for one dream: a `step` event per step (README
+    "Progress": step counted from 1, octave and iteration from 0, the octave's size, seconds
+    since t0), then `where` (zoom's frame=i, sheet's cell=k); after(octave, iteration, data)
+    follows the event (--save-steps)."""
+    count = [0]
+
+    def progress(octave, iteration, data):  # data (3,h,w) float32 BGR
+        count[0] += 1
+        h, w = data.shape[-2:]
+        events.emit(
+            'step',
+            step=count[0],
+            steps_total=steps_total,
+            octave=octave,
+            iteration=iteration,
+            width=w,
+            height=h,
+            elapsed=round(time.monotonic() - t0, 2),
+            **where,
+        )
+        if after is not None:
+            after(octave, iteration, data)
+
+    return progress
+
+
 def dream_picture(a, net, objective, img, shown, stem, events, written, state):
     """Dream on one picture (H,W,3) uint8 and save it; emits start, step, saved, done.
     objective: from check_layer (guided here when a.guide is a picture still to load).
@@ -730,26 +757,14 @@ def dream_picture(a, net, objective, img, shown, stem, events, written, state):
         **({'guide': guide_shown} if guide_shown else {}),
     )
     t0 = time.monotonic()
-    count = [0]
 
-    def progress(octave, iteration, data):  # data (3,h,w) float32 BGR
-        count[0] += 1
-        h, w = data.shape[-2:]
-        events.emit(
-            'step',
-            step=count[0],
-            steps_total=total,
-            octave=octave,
-            iteration=iteration,
-            width=w,
-            height=h,
-            elapsed=round(time.monotonic() - t0, 2),
-        )
-        if steps_dir:
-            vis = dream.to_uint8(dream.deprocess(net.mean, data))  # (h,w,3) uint8
-            p = save_png_new(vis, steps_dir, '%s-%d-%d' % (layer_stem, octave, iteration), compress_level=1)
-            written.append(p)
-            events.emit('saved', kind='step', path=p)
+    def save_step(octave, iteration, data):  # data (3,h,w) float32 BGR
+        vis = dream.to_uint8(dream.deprocess(net.mean, data))  # (h,w,3) uint8
+        p = save_png_new(vis, steps_dir, '%s-%d-%d' % (layer_stem, octave, iteration), compress_level=1)
+        written.append(p)
+        events.emit('saved', kind='step', path=p)
+
+    progress = step_events(events, total, t0, after=save_step if steps_dir else None)
 
     result = dream.deepdream(
         net,

@@ -193,23 +193,6 @@ def run(a, ctx):
     t0 = time.monotonic()
     pictures = []
     for k, ((label, _), end) in enumerate(zip(cells, ends)):
-        count = [0]
-
-        def progress(octave, iteration, data, k=k, count=count):
-            count[0] += 1
-            h, w = data.shape[-2:]
-            events.emit(
-                'step',
-                step=count[0],
-                steps_total=steps,
-                octave=octave,
-                iteration=iteration,
-                width=w,
-                height=h,
-                elapsed=round(time.monotonic() - t0, 2),
-                cell=k,
-            )
-
         out = dream.deepdream(
             net,
             img,
@@ -220,7 +203,7 @@ def run(a, ctx):
             step_size=a.step_size,
             jitter=a.jitter,
             rng=np.random.RandomState(seed),
-            progress=progress,
+            progress=cli.step_events(events, steps, t0, cell=k),
             tile=tiling.resolve_tile(a.tile, H, W),
         )
         pictures.append(dream.to_uint8(out))

@@ -390,23 +390,6 @@ def run(a, ctx):
     )
     t0 = time.monotonic()
     for i in range(first, N):
-        count = [0]
-
-        def progress(octave, iteration, data, i=i, count=count):
-            count[0] += 1
-            h, w = data.shape[-2:]
-            events.emit(
-                'step',
-                step=count[0],
-                steps_total=steps,
-                octave=octave,
-                iteration=iteration,
-                width=w,
-                height=h,
-                elapsed=round(time.monotonic() - t0, 2),
-                frame=i,
-            )
-
         frame = dream.deepdream(
             net,
             frame,
@@ -417,7 +400,7 @@ def run(a, ctx):
             step_size=rec['step_size'] if rec['step_size'] is not None else 1.5,
             jitter=rec['jitter'] if rec['jitter'] is not None else 32,
             rng=np.random.RandomState(frame_seed(rec['seed'], i)),
-            progress=progress,
+            progress=cli.step_events(events, steps, t0, frame=i),
             tile=rec.get('tile', 0),
         )  # (H,W,3) float32 RGB
         path = os.path.join(folder, frame_name(i))

@@ -296,3 +296,34 @@ def test_ddctl_finds_the_engine_s_files_on_the_host():
     out = "/home/me/dreams"
     path = options.IMAGES + "/cat-conv1-i1-o1-steps/conv1-0-0.png"
     assert naming.host_path(path, out) == os.path.join(out, "cat-conv1-i1-o1-steps", "conv1-0-0.png")
+
+
+@pytest.mark.parametrize(
+    "mode, argv, where",
+    [
+        ("run", ["cat.png", "conv2", "2", "2"], {}),
+        ("zoom", ["--mode", "zoom", "--frames", "2", "cat.png", "conv2", "2", "2"], {"frame": 1}),
+        ("sheet", ["--mode", "sheet", "--layers", "conv1,conv2", "cat.png", "-", "2", "2"], {"cell": 1}),
+    ],
+)
+def test_step_lines_are_the_same_in_every_mode(pic, monkeypatch, mode, argv, where):
+    """Every mode's steps come from one helper (engine/cli.step_events): the same keys in the
+    same order, counted from 1 within each dream, then the frame or cell; ddctl reads them."""
+    from engine import zoom as engine_zoom
+
+    clock = iter(range(10**6))
+    monkeypatch.setattr(engine_cli.time, "monotonic", lambda: next(clock) * 0.25)
+    monkeypatch.setattr(engine_zoom, "_ffmpeg", lambda: "/usr/bin/ffmpeg")
+    monkeypatch.setattr(engine_zoom, "encode", lambda folder, *a, **k: [folder + ".mp4", folder + ".gif"])
+    code, out, err = engine(["--output-dir", str(pic), "--progress", "json", "--seed", "3"] + argv)
+    assert code == 0, err
+    steps = [line for line in out.splitlines() if line.startswith('{"event": "step"')]
+    assert len(steps) == 4 * (2 if where else 1)
+    tail = "".join(f', "{k}": {v}' for k, v in where.items())
+    fifth_or_first = steps[4] if where else steps[0]  # the second frame or cell starts at step 1
+    assert fifth_or_first.startswith(
+        '{"event": "step", "step": 1, "steps_total": 4, "octave": 0, "iteration": 0, '
+        '"width": 46, "height": 34, "elapsed": '
+    ) and fifth_or_first.endswith(tail + "}")
+    ev = progress.parse_engine_line(steps[-1])
+    assert ev is not None and (ev["step"], ev["steps_total"], ev["octave"], ev["iteration"]) == (4, 4, 1, 1)
