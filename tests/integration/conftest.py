@@ -58,5 +58,12 @@ def base_image(docker_client):
 
 
 @pytest.fixture
+def tag():
+    """A label value unique to this test, put on every container ddctl creates
+    (io.ddctl.testcase=<tag>: dreamcli.env_for)."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
 def unique_name():
     return "ddctl-test-" + uuid.uuid4().hex[:10]

@@ -17,6 +17,8 @@ import docker
 import pytest
 from dockertest import TEST_LABEL
 
+from ddctl.containers import run_to_completion
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IMAGE_TAG = os.environ.get("DDCTL_TEST_IMAGE") or "ddctl/deepdream:test"
 BUILD_TIMEOUT = 1500  # seconds: a cold build (apt) takes 1-2 minutes here
@@ -59,6 +61,22 @@ def build_image(api, tag, buildargs, path=REPO):
                 image_id = line.split()[-1]
                 break
     return (None if error else image_id), text, error
+
+
+def run_in_image(docker_client, image, command, entrypoint=None, volumes=None, user=None):
+    """Run a container to the end with ddctl's own helper; (exit code, stdout, stderr). Always removed."""
+    return run_to_completion(
+        docker_client,
+        image,
+        timeout=900,
+        command=command,
+        entrypoint=entrypoint,
+        volumes=volumes or {},
+        labels=dict(TEST_LABEL),
+        network_disabled=True,
+        user=user,
+        environment={"PYTHONDONTWRITEBYTECODE": "1"},
+    )
 
 
 def copy_from_image(docker_client, image, path):

@@ -11,45 +11,15 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
 
 import numpy as np
-import pytest
-from image_fixtures import REPO
+from dreamcli import containers_of, created_containers, ddctl, env_for, interrupt_after, write_pictures
+from image_fixtures import REPO, run_in_image
 from PIL import Image
-from test_build_run import ROOT, containers_of, ddctl, env_for
-from test_image import run_in_image
 
 LAYER = "inception_3b/output"
-
-
-@pytest.fixture
-def tag():
-    """A label value unique to this test, put on every container ddctl creates."""
-    return "t" + uuid.uuid4().hex[:10]
-
-
-def write_pictures(folder, n, size=(120, 90)):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        img = Image.effect_mandelbrot(size, (-2 + 0.1 * i, -1.2, 1, 1.2), 40).convert("RGB")
-        img.save(str(folder / f"p{i}.jpg"), "JPEG")
-
-
-def created_containers(docker_client, tag, since):
-    """Containers created with this test's label since `since` (the daemon's events)."""
-    events = docker_client.events(
-        since=since,
-        until=int(time.time()) + 1,
-        decode=True,
-        filters={"type": "container", "event": "create", "label": f"io.ddctl.testcase={tag}"},
-    )
-    return [e["id"] for e in events]
 
 
 def manifest(out):
@@ -127,46 +97,11 @@ def test_a_list_of_sources_through_the_archive_copy(docker_client, dream_image, 
 def test_ctrl_c_mid_batch_keeps_the_finished_pictures(docker_client, dream_image, tmp_path, tag):
     src, out = tmp_path / "in", tmp_path / "out"
     write_pictures(src, 6, size=(200, 150))
-    env = dict(os.environ, **env_for(tag))
-    env.pop("DDCTL_TRANSFER", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ddctl",
-            "run",
-            str(src),
-            LAYER,
-            "3",
-            "2",
-            "--image",
-            dream_image,
-            "-o",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
+    code, _, err = interrupt_after(
+        ["run", str(src), LAYER, "3", "2", "--image", dream_image, "-o", str(out)], "[2/6] ", tag
     )
-    seen = []
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if line.startswith("[2/6] "):
-                break
-        assert any(line.startswith("[2/6] p1.jpg: dreamed") for line in seen), "".join(seen)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err
+    assert "[2/6] p1.jpg: dreamed" in err, err
+    assert code == 130, err
     assert "already dreamed stay in" in err
     kept = sorted(n for n in os.listdir(str(out)) if n.endswith(".png"))
     assert kept[:2] == ["p0-inception_3b-output-i3-o2.png", "p1-inception_3b-output-i3-o2.png"]

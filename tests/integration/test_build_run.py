@@ -4,43 +4,19 @@ the real image (untrained weights), pictures served on 127.0.0.1. Small sizes th
 import hashlib
 import io
 import os
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 import uuid
 
 import pytest
 from dockertest import TEST_LABELS_ENV
+from dreamcli import containers_of, ddctl, env_for, interrupt_after, last_line, mandelbrot
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = ["2", "2", "--max-size", "160"]  # ITERATIONS OCTAVES + a small working size
 
 
-def ddctl(*args, env=None, cwd=None, timeout=300):
-    full_env = {k: v for k, v in os.environ.items() if k != "DDCTL_TRANSFER"}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "ddctl", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        cwd=cwd or ROOT,
-        timeout=timeout,
-    )
-
-
-def last_line(text):
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 def picture(fmt="JPEG", mode="RGB", size=(200, 150), **kw):
-    img = Image.effect_mandelbrot(size, (-2, -1.2, 1, 1.2), 60).convert(mode)
+    img = mandelbrot(size).convert(mode)
     buf = io.BytesIO()
     img.save(buf, fmt, **kw)
     return buf.getvalue()
@@ -48,7 +24,7 @@ def picture(fmt="JPEG", mode="RGB", size=(200, 150), **kw):
 
 def exif_rotated_jpeg():
     """A landscape 200x120 JPEG whose EXIF says 'rotate 90°': phones make these."""
-    img = Image.effect_mandelbrot((200, 120), (-2, -1.2, 1, 1.2), 60).convert("RGB")
+    img = mandelbrot((200, 120))
     exif = Image.Exif()
     exif[0x0112] = 6
     buf = io.BytesIO()
@@ -72,20 +48,6 @@ def web(http_server):
             "/noise.png": typed("image/png", os.urandom(5000)),
         }
     ).url
-
-
-@pytest.fixture
-def tag():
-    """A label value unique to this test, put on every container ddctl creates."""
-    return "t" + uuid.uuid4().hex[:10]
-
-
-def env_for(tag, **more):
-    return {"DDCTL_LABELS": f"{TEST_LABELS_ENV},io.ddctl.testcase={tag}", **more}
-
-
-def containers_of(docker_client, tag):
-    return docker_client.containers.list(all=True, filters={"label": f"io.ddctl.testcase={tag}"})
 
 
 def assert_png_of_user(path):
@@ -317,56 +279,17 @@ def test_ctrl_c_stops_and_removes_the_container_and_keeps_the_folder(
     docker_client, dream_image, web, tmp_path, tag
 ):
     out = tmp_path / "dreams"
-    env = dict(os.environ, **env_for(tag))
-    env.pop("DDCTL_TRANSFER", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ddctl",
-            "run",
-            web + "/big.jpg",
-            "inception_4c/output",
-            "10",
-            "4",
-            "--save-steps",
-            "--image",
-            dream_image,
-            "-o",
-            str(out),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
+    args = ["run", web + "/big.jpg", "inception_4c/output", "10", "4", "--save-steps"]
+    running = []
+    code, out_text, err_text = interrupt_after(
+        [*args, "--image", dream_image, "-o", str(out)],
+        "step 2/",
+        tag,
+        timeout=180,
+        while_running=lambda: running.append(len(containers_of(docker_client, tag))),
     )
-    # stderr is read by a thread, so that waiting for "step 2/" has a real deadline
-    # (a readline() on the pipe would block past it).
-    lines, seen = queue.Queue(), []
-    reader = threading.Thread(
-        target=lambda: [lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True
-    )
-    reader.start()
-    try:
-        deadline = time.monotonic() + 180
-        while not any(line.startswith("step 2/") for line in seen):
-            try:
-                seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
-            except queue.Empty:
-                pytest.fail("no `step 2/` line within 180 s:\n" + "".join(seen))
-        assert len(containers_of(docker_client, tag)) == 1  # it is running now
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-        out_text = proc.stdout.read()
-        reader.join(timeout=10)
-        while not lines.empty():
-            seen.append(lines.get_nowait())
-        err_text = "".join(seen)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, err_text
+    assert running == [1]  # it was running when Ctrl-C came
+    assert code == 130, err_text
     assert "interrupted" in err_text and "Traceback" not in err_text and out_text == ""
     assert containers_of(docker_client, tag) == []
     steps = out / "big-inception_4c-output-i10-o4-steps"

@@ -18,117 +18,30 @@ import socket
 import subprocess
 import sys
 import tarfile
-import tempfile
 
 import docker
 import pytest
 from dockertest import TEST_LABEL
-from doctor_daemons import Dockerd, cleanup, free_port
+from doctor_daemons import ROOT, Dockerd, clean_env, doctor, doctor_lab, free_port, tls_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from doctor_certs import make_pki
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCREEN = 40
 TINY = "ddctl-test/doctor-sh:latest"
-
-
-def _unavailable(why):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but the doctor's daemons cannot run: {why}")
-    pytest.skip(why)
-
-
-class Lab:
-    pass
 
 
 @pytest.fixture(scope="module")
 def lab():
-    if os.geteuid() != 0 or not shutil.which("dockerd"):
-        _unavailable("starting test daemons needs root and dockerd (Debian's docker.io)")
-    base = tempfile.mkdtemp(prefix="ddd-", dir="/tmp")
-    os.chmod(base, 0o755)  # the unprivileged user must reach the sockets to be refused by them
-    lab = Lab()
-    lab.base = base
-    lab.pki = make_pki(os.path.join(base, "c"))
-    lab.plain_port, lab.tls_port = free_port(), free_port()
-    srv = lab.pki["server"]
-    lab.plain = Dockerd(base, "p", [f"tcp://127.0.0.1:{lab.plain_port}"], ["--tls=false"])
-    lab.tls = Dockerd(
-        base,
-        "t",
-        [f"tcp://127.0.0.1:{lab.tls_port}", f"tcp://127.0.0.2:{lab.tls_port}"],
-        [
-            "--tlsverify",
-            "--tlscacert",
-            f"{srv}/ca.pem",
-            "--tlscert",
-            f"{srv}/cert.pem",
-            "--tlskey",
-            f"{srv}/key.pem",
-        ],
-    )
-    try:
-        for d in (lab.plain, lab.tls):
-            d.start()
-        for d in (lab.plain, lab.tls):
-            d.wait()
-    except Exception as exc:
-        for d in (lab.plain, lab.tls):
-            d.stop()
-        cleanup(base)
-        _unavailable(f"a test dockerd did not start: {exc}")
-    lab.home = os.path.join(base, "home")
-    lab.cfg = os.path.join(base, "cfg")
-    os.makedirs(lab.home)
-    os.makedirs(lab.cfg)
-    yield lab
-    for d in (lab.plain, lab.tls):
-        d.stop()
-    cleanup(base)
+    def daemons(lab):
+        lab.plain_port, lab.tls_port = free_port(), free_port()
+        lab.plain = Dockerd(lab.base, "p", [f"tcp://127.0.0.1:{lab.plain_port}"], ["--tls=false"])
+        lab.tls = Dockerd(
+            lab.base,
+            "t",
+            [f"tcp://127.0.0.1:{lab.tls_port}", f"tcp://127.0.0.2:{lab.tls_port}"],
+            tls_flags(lab.pki["server"]),
+        )
+        return [lab.plain, lab.tls]
 
-
-def clean_env(lab, **extra):
-    # CA bundle variables make requests replace ca.pem (a test of its own below)
-    drop = ("SHELL", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_") and k not in drop}
-    env.update(
-        HOME=lab.home,
-        DOCKER_CONFIG=lab.cfg,
-        XDG_RUNTIME_DIR=os.path.join(lab.base, "run"),
-        PYTHONPATH=ROOT,
-        COLUMNS="100",
-        NO_COLOR="1",
-    )
-    env.update({k: v for k, v in extra.items() if v is not None})
-    return env
-
-
-def doctor(lab, *args, user=None, **env):
-    """(exit code, JSON document, text output) of `ddctl doctor ARGS` in a clean environment."""
-    e = clean_env(lab, **env)
-    pre = []
-    if user == "nobody":
-        # nobody cannot read root's Python otherwise; CAP_DAC_READ_SEARCH reads files but
-        # gives no write access, and connecting to a unix socket needs write access.
-        pre = [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=+dac_read_search",
-            "--ambient-caps=+dac_read_search",
-        ]
-    cmd = pre + [sys.executable, "-m", "ddctl", "doctor", *args]
-    j = subprocess.run(cmd + ["--json"], env=e, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    t = subprocess.run(cmd, env=e, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert j.returncode == t.returncode, (j.stderr, t.stderr)
-    doc = json.loads(j.stdout)
-    assert doc["exit_code"] == j.returncode
-    lines = t.stdout.splitlines()
-    assert len(lines) <= SCREEN, t.stdout
-    return j.returncode, {c["name"]: c for c in doc["checks"]}, t.stdout
+    with doctor_lab("ddd-", daemons) as lab:
+        yield lab
 
 
 def test_a_healthy_unix_socket_is_all_green(lab):

@@ -13,24 +13,9 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
-import sys
-import tempfile
 
 import pytest
-from doctor_daemons import Dockerd, cleanup, free_port
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from doctor_certs import make_pki
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCREEN = 40
-
-
-def _unavailable(why):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but the doctor's daemons cannot run: {why}")
-    pytest.skip(why)
+from doctor_daemons import Dockerd, doctor, doctor_lab, free_port, run_doctor, tls_flags
 
 
 def _has_ipv6_loopback():
@@ -42,97 +27,21 @@ def _has_ipv6_loopback():
         return False
 
 
-class Lab:
-    pass
-
-
 @pytest.fixture(scope="module")
 def lab():
-    if os.geteuid() != 0 or not shutil.which("dockerd"):
-        _unavailable("starting test daemons needs root and dockerd (Debian's docker.io)")
-    base = tempfile.mkdtemp(prefix="dds-", dir="/tmp")
-    os.chmod(base, 0o755)
-    lab = Lab()
-    lab.base = base
-    lab.pki = make_pki(os.path.join(base, "c"), server_ips=("127.0.0.1",))
-    lab.plain_port, lab.tls_port = free_port(), free_port()
-    lab.plain6_port = free_port() if _has_ipv6_loopback() else None
-    hosts = [f"tcp://127.0.0.1:{lab.plain_port}"]
-    if lab.plain6_port:
-        hosts.append(f"tcp://[::1]:{lab.plain6_port}")
-    lab.plain = Dockerd(base, "p", hosts, ["--tls=false", "--insecure-registry", "10.1.2.0/24"])
-    srv = lab.pki["server"]
-    lab.tls = Dockerd(
-        base,
-        "t",
-        [f"tcp://127.0.0.1:{lab.tls_port}"],
-        [
-            "--tlsverify",
-            "--tlscacert",
-            f"{srv}/ca.pem",
-            "--tlscert",
-            f"{srv}/cert.pem",
-            "--tlskey",
-            f"{srv}/key.pem",
-        ],
-    )
-    lab.wide = Dockerd(base, "w", [])
-    daemons = (lab.plain, lab.tls, lab.wide)
-    try:
-        for d in daemons:
-            d.start()
-        for d in daemons:
-            d.wait()
-    except Exception as exc:
-        for d in daemons:
-            d.stop()
-        cleanup(base)
-        _unavailable(f"a test dockerd did not start: {exc}")
-    lab.home = os.path.join(base, "home")
-    lab.cfg = os.path.join(base, "cfg")
-    os.makedirs(lab.home)
-    os.makedirs(lab.cfg)
-    yield lab
-    for d in daemons:
-        d.stop()
-    cleanup(base)
+    def daemons(lab):
+        lab.plain_port, lab.tls_port = free_port(), free_port()
+        lab.plain6_port = free_port() if _has_ipv6_loopback() else None
+        hosts = [f"tcp://127.0.0.1:{lab.plain_port}"]
+        if lab.plain6_port:
+            hosts.append(f"tcp://[::1]:{lab.plain6_port}")
+        lab.plain = Dockerd(lab.base, "p", hosts, ["--tls=false", "--insecure-registry", "10.1.2.0/24"])
+        lab.tls = Dockerd(lab.base, "t", [f"tcp://127.0.0.1:{lab.tls_port}"], tls_flags(lab.pki["server"]))
+        lab.wide = Dockerd(lab.base, "w", [])
+        return [lab.plain, lab.tls, lab.wide]
 
-
-def clean_env(lab, **extra):
-    drop = ("SHELL", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_") and k not in drop}
-    env.update(
-        HOME=lab.home,
-        DOCKER_CONFIG=lab.cfg,
-        XDG_RUNTIME_DIR=os.path.join(lab.base, "run"),
-        PYTHONPATH=ROOT,
-        COLUMNS="100",
-        NO_COLOR="1",
-    )
-    env.update(extra)
-    return env
-
-
-def run_doctor(lab, *args, **env):
-    return subprocess.run(
-        [sys.executable, "-m", "ddctl", "doctor", *args],
-        env=clean_env(lab, **env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def doctor(lab, **env):
-    """(exit code, {name: check} from --json, text) of `ddctl doctor`; both forms agree."""
-    j = run_doctor(lab, "--json", **env)
-    t = run_doctor(lab, **env)
-    assert j.returncode == t.returncode, (j.stderr, t.stderr)
-    doc = json.loads(j.stdout)
-    assert doc["exit_code"] == j.returncode
-    assert len(t.stdout.splitlines()) <= SCREEN, t.stdout
-    return j.returncode, {c["name"]: c for c in doc["checks"]}, t.stdout
+    with doctor_lab("dds-", daemons, server_ips=("127.0.0.1",)) as lab:
+        yield lab
 
 
 def line_of(text, title):

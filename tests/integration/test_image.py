@@ -12,31 +12,13 @@ import re
 
 import numpy as np
 import pytest
-from dockertest import TEST_LABEL
-from image_fixtures import REPO, api_client, build_image, copy_from_image
+from image_fixtures import REPO, api_client, build_image, copy_from_image, run_in_image
 from PIL import Image
 
-from ddctl.containers import run_to_completion
 from ddctl.image import BVLC_GOOGLENET_SHA1
 
 WEIGHTS_PATH = "/opt/ddctl/model/bvlc_googlenet.caffemodel"
 ALTERNATIVES = "use --weights untrained, --weights PATH, or --weights-url URL --weights-sha1 HEX"
-
-
-def run_in_image(docker_client, image, command, entrypoint=None, volumes=None, user=None):
-    """Run a container to the end with ddctl's own helper; (exit code, stdout, stderr). Always removed."""
-    return run_to_completion(
-        docker_client,
-        image,
-        timeout=900,
-        command=command,
-        entrypoint=entrypoint,
-        volumes=volumes or {},
-        labels=dict(TEST_LABEL),
-        network_disabled=True,
-        user=user,
-        environment={"PYTHONDONTWRITEBYTECODE": "1"},
-    )
 
 
 def remove_image(docker_client, tag):

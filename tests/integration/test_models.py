@@ -6,14 +6,12 @@ in_image/measure.py). Known-model downloads are served on 127.0.0.1.
 """
 
 import hashlib
-import http.server
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import time
 import uuid
 
@@ -298,42 +296,23 @@ def test_broken_model_folders_are_refused_in_one_line(docker_client, dream_image
 # --- known models: downloaded on the host, SHA1 checked, cached only when sound -------------
 
 
-class Mirror(http.server.BaseHTTPRequestHandler):
-    routes = {}
-
-    def do_GET(self):
-        body = self.routes.get(self.path)
-        if body is None:
-            self.send_error(404, "Not Found")
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
 @pytest.fixture
-def mirror(nsfw_files):
-    Mirror.routes = {
-        # no SHA1 is published for places365: any sound model passes (here, open_nsfw's)
-        "/googlenet_places365/googlenet_places365.caffemodel": nsfw_files[WEIGHTS],
-        "/googlenet_places365/deploy_googlenet_places365.prototxt": nsfw_files[PROTO],
-        # places205's archive has a published SHA1: these bytes do not match it
-        "/googlenet_places205/googlenet_places205.tar.gz": b"\x1f\x8b not the archive" * 1000,
-    }
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Mirror)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+def mirror(http_server, nsfw_files):
+    """The known models' mirror (tests/conftest.py's server on 127.0.0.1)."""
+    return http_server(
+        {
+            # no SHA1 is published for places365: any sound model passes (here, open_nsfw's)
+            "/googlenet_places365/googlenet_places365.caffemodel": nsfw_files[WEIGHTS],
+            "/googlenet_places365/deploy_googlenet_places365.prototxt": nsfw_files[PROTO],
+            # places205's archive has a published SHA1: these bytes do not match it
+            "/googlenet_places205/googlenet_places205.tar.gz": b"\x1f\x8b not the archive" * 1000,
+        }
+    )
 
 
 def test_known_models_download_check_and_cache(docker_client, dream_image, mirror, tmp_path, nsfw_files):
     cache = tmp_path / "cache"
-    env = {"DDCTL_CACHE_DIR": str(cache), "DDCTL_MODEL_MIRROR": mirror}
+    env = {"DDCTL_CACHE_DIR": str(cache), "DDCTL_MODEL_MIRROR": mirror.url}
     r = ddctl("layers", "--model", "googlenet_places365", "--image", dream_image, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert LAYER in r.stdout and "downloading" in r.stderr
@@ -365,7 +344,7 @@ def test_known_models_download_check_and_cache(docker_client, dream_image, mirro
 
     # weights that do not fit their prototxt: refused by the image, nothing kept
     shutil.rmtree(str(folder))
-    Mirror.routes["/googlenet_places365/googlenet_places365.caffemodel"] = nsfw_files[WEIGHTS][: 1 << 20]
+    mirror.routes["/googlenet_places365/googlenet_places365.caffemodel"] = nsfw_files[WEIGHTS][: 1 << 20]
     r = ddctl("layers", "--model", "googlenet_places365", "--image", dream_image, env=env)
     assert r.returncode == 2 and "the model googlenet_places365 does not load" in r.stderr, r.stderr
     assert os.listdir(str(cache / "models")) == []

@@ -52,12 +52,10 @@ def test_the_image_never_imports_from_the_output_folder(docker_client, dream_ima
     assert not list(out.glob("PWNED*"))
 
 
-def test_a_weights_url_secret_is_not_in_labels_nor_history(docker_client, dream_image):
+def test_a_weights_url_secret_is_not_in_labels_nor_history(docker_client, dream_image, http_server):
     """--weights-url with user:password and ?token= : the image's label and `docker history`
     carry the URL without them (the download runs in a stage the image does not descend from)."""
     import hashlib
-    import http.server
-    import threading
 
     from image_fixtures import copy_from_image
 
@@ -66,19 +64,8 @@ def test_a_weights_url_secret_is_not_in_labels_nor_history(docker_client, dream_
 
     data = copy_from_image(docker_client, dream_image, "/opt/ddctl/model/bvlc_googlenet.caffemodel")
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *a):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    port = httpd.server_address[1]
+    server = http_server({"/w.caffemodel?token=t0k3nSECRET": data})
+    port = server.url.rsplit(":", 1)[1]
     url = f"http://alice:pa55w0rdX@127.0.0.1:{port}/w.caffemodel?token=t0k3nSECRET"
     tag = "ddctl/deepdream:test-sec-secret"
     try:
@@ -91,8 +78,6 @@ def test_a_weights_url_secret_is_not_in_labels_nor_history(docker_client, dream_
         assert "pa55w0rdX" not in history and "t0k3nSECRET" not in history
         assert summary.weights_sha1 == hashlib.sha1(data).hexdigest()
     finally:
-        httpd.shutdown()
-        httpd.server_close()
         try:
             docker_client.images.remove(tag, force=True)
         except Exception:

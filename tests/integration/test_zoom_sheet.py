@@ -4,53 +4,22 @@
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 
 import numpy as np
 import pytest
-from dockertest import TEST_LABEL, TEST_LABELS_ENV
+from dockertest import TEST_LABEL
+from dreamcli import containers_of, created_containers, ddctl, interrupt_after, last_line, mandelbrot
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZOOM = ["inception_3b/output", "2", "2", "--frames", "5", "--seed", "7", "--jitter", "8"]
 SHEET_LAYERS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output"]
 
 
-def env_for(tag, **more):
-    env = {k: v for k, v in os.environ.items() if k != "DDCTL_TRANSFER"}
-    env.update({"DDCTL_LABELS": f"{TEST_LABELS_ENV},io.ddctl.testcase={tag}", **more})
-    return env
-
-
-def ddctl(*args, tag, timeout=600):
-    return subprocess.run(
-        [sys.executable, "-m", "ddctl", *args],
-        capture_output=True,
-        text=True,
-        env=env_for(tag),
-        cwd=ROOT,
-        timeout=timeout,
-    )
-
-
-def last_line(text):
-    lines = [line for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 def creates(docker_client, tag, since):
     """How many containers ddctl created for this test (the daemon's own event log)."""
-    evs = docker_client.events(
-        since=since,
-        until=int(time.time()) + 1,
-        filters={"type": "container", "event": "create", "label": f"io.ddctl.testcase={tag}"},
-        decode=True,
-    )
-    return len(list(evs))
+    return len(created_containers(docker_client, tag, since))
 
 
 def frames_of(folder):
@@ -91,14 +60,8 @@ def ffprobe(docker_client, image, path):
 @pytest.fixture(scope="module")
 def pic(tmp_path_factory):
     d = tmp_path_factory.mktemp("zoompic")
-    img = Image.effect_mandelbrot((160, 120), (-2, -1.2, 1, 1.2), 60).convert("RGB")
-    img.save(str(d / "cat.png"))
+    mandelbrot((160, 120)).save(str(d / "cat.png"))
     return str(d / "cat.png")
-
-
-@pytest.fixture
-def tag():
-    return "t" + uuid.uuid4().hex[:10]
 
 
 @pytest.fixture(scope="module")
@@ -132,34 +95,12 @@ def test_a_zoom_makes_frames_a_video_and_a_gif_in_one_container(docker_client, d
 
 
 def _interrupted_zoom(pic, image, out, tag, stop_after, *extra):
-    env = env_for(tag)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ddctl", "zoom", pic, *ZOOM, "--image", image, "-o", out, *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
+    code, _, err = interrupt_after(
+        ["zoom", pic, *ZOOM, "--image", image, "-o", out, *extra], f"frame {stop_after}/", tag
     )
-    seen = []
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen.append(line)
-            if line.startswith(f"frame {stop_after}/"):
-                break
-        assert any(line.startswith(f"frame {stop_after}/") for line in seen), "".join(seen)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, "".join(seen) + err
+    assert code == 130, err
     assert "--resume" in err
-    return "".join(seen) + err
+    return err
 
 
 @pytest.mark.parametrize("copy", [False, True], ids=["mount", "copy"])
@@ -175,7 +116,7 @@ def test_an_interrupted_zoom_resumes_to_the_same_frames(
     done = frames_of(folder)
     assert 3 <= len(done) < 5 and not os.path.exists(folder + ".mp4")
     assert os.path.exists(os.path.join(folder, ".resume.npz"))
-    assert not containers_left(docker_client, tag)
+    assert not containers_of(docker_client, tag)
     r2 = ddctl("zoom", pic, "--resume", "--image", dream_image, "-o", out, *extra, tag=tag)
     assert r2.returncode == 0, r2.stderr
     assert last_line(r2.stdout) == folder + ".mp4"
@@ -185,10 +126,6 @@ def test_an_interrupted_zoom_resumes_to_the_same_frames(
     # and once complete there is nothing left to resume
     r3 = ddctl("zoom", pic, "--resume", "--image", dream_image, "-o", out, *extra, tag=tag)
     assert r3.returncode == 2 and "no unfinished zoom" in r3.stderr
-
-
-def containers_left(docker_client, tag):
-    return docker_client.containers.list(all=True, filters={"label": f"io.ddctl.testcase={tag}"})
 
 
 def test_a_zoom_never_overwrites_and_refuses_bad_input_leaving_nothing(

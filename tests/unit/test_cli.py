@@ -11,10 +11,15 @@ from ddctl import __version__
 from ddctl.cli import main
 
 
-def ddctl(*args, env=None):
+def ddctl(*args, env=None, cwd=None):
     full_env = dict(os.environ, **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "ddctl", *args], capture_output=True, text=True, env=full_env, timeout=60
+        [sys.executable, "-m", "ddctl", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=60,
     )
 
 
@@ -61,14 +66,7 @@ NO_DAEMON = {"DOCKER_HOST": "unix:///nonexistent"}
     ],
 )
 def test_usage_errors_are_found_before_docker_is_asked(tmp_path, args, words):
-    r = subprocess.run(
-        [sys.executable, "-m", "ddctl", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, **NO_DAEMON),
-        cwd=tmp_path,
-        timeout=60,
-    )
+    r = ddctl(*args, env=NO_DAEMON, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     assert words in r.stderr and "Docker" not in r.stderr and "Traceback" not in r.stderr
 
@@ -141,14 +139,7 @@ def test_a_number_as_layer_is_refused_before_docker_in_one_line(tmp_path, args):
     Image.new("RGB", (40, 30)).save(tmp_path / "cat.png")
     (tmp_path / "pics").mkdir()
     Image.new("RGB", (40, 30)).save(tmp_path / "pics" / "a.png")
-    r = subprocess.run(
-        [sys.executable, "-m", "ddctl", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, **NO_DAEMON),
-        cwd=tmp_path,
-        timeout=60,
-    )
+    r = ddctl(*args, env=NO_DAEMON, cwd=tmp_path)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "is a number, not a layer" in lines[0] and "`ddctl layers`" in lines[0]
@@ -172,14 +163,7 @@ def test_a_folder_model_may_name_a_numeric_blob():
 
 def test_build_refuses_a_weights_file_that_is_not_caffe_weights_before_docker(tmp_path):
     (tmp_path / "notes.txt").write_text("not weights\n")
-    r = subprocess.run(
-        [sys.executable, "-m", "ddctl", "build", "--weights", "notes.txt"],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, **NO_DAEMON),
-        cwd=tmp_path,
-        timeout=60,
-    )
+    r = ddctl("build", "--weights", "notes.txt", env=NO_DAEMON, cwd=tmp_path)
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "notes.txt is not a Caffe model (.caffemodel)" in lines[0] and "Docker" not in r.stderr

@@ -2,12 +2,10 @@
 model folders, known-model downloads (served on 127.0.0.1), the engine's argv."""
 
 import hashlib
-import http.server
 import io
 import json
 import os
 import tarfile
-import threading
 
 import pytest
 
@@ -107,35 +105,13 @@ def test_model_folders(tmp_path):
 # --- downloads ------------------------------------------------------------------------------
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    routes = {}
-    hits = []
-
-    def do_GET(self):
-        self.hits.append(self.path)
-        body = self.routes.get(self.path)
-        if body is None:
-            self.send_error(404, "Not Found")
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *a):
-        pass
-
-
 @pytest.fixture
-def server(monkeypatch, tmp_path):
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    monkeypatch.setenv("DDCTL_MODEL_MIRROR", f"http://127.0.0.1:{srv.server_address[1]}")
+def server(http_server, monkeypatch, tmp_path):
+    """The known models' mirror: tests/conftest.py's server, its routes set by each test."""
+    srv = http_server()
+    monkeypatch.setenv("DDCTL_MODEL_MIRROR", srv.url)
     monkeypatch.setenv("DDCTL_CACHE_DIR", str(tmp_path / "cache"))
-    Handler.hits = []
-    yield Handler
-    srv.shutdown()
-    srv.server_close()
+    return srv
 
 
 def _tar(files):
