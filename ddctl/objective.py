@@ -94,6 +94,41 @@ def check_spec(spec: str, model: Optional[str] = None, label: str = "LAYER") -> 
     return terms
 
 
+MAX_CELLS = 256  # engine/sheet.py's: cells in one sheet
+_CHANNEL_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+
+
+def check_cells(layers: Optional[str], channels: Optional[str]) -> None:
+    """`ddctl sheet`'s --layers all|L1,L2 and --channels LAYER:0-15,20 read as the engine reads
+    them (engine/sheet.py cells_of, parse_channels), without the net; UsageError otherwise.
+    Each layer passes check_spec (not an option, not a number)."""
+    if layers is not None and layers.strip() != "all":
+        names = [x.strip() for x in layers.split(",") if x.strip()]
+        if not names:
+            raise UsageError(f"--layers is all or a comma-separated list of layers, got {layers!r}.")
+        for name in names:
+            check_spec(name, label="--layers")
+    if channels is None:
+        return
+    layer, sep, rest = channels.rpartition(":")
+    if not sep or not layer or not rest:
+        raise UsageError(f"--channels is LAYER:FIRST-LAST (e.g. inception_4c/output:0-15), got {channels!r}.")
+    check_spec(layer, label="--channels")
+    chosen: set = set()
+    for part in rest.split(","):
+        m = _CHANNEL_RANGE.match(part)
+        if not m:
+            raise UsageError(f"--channels: {part!r} is not a channel number or a range FIRST-LAST.")
+        lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+        if hi < lo:
+            raise UsageError(f"--channels: the range {part!r} goes backwards; write {hi}-{lo}.")
+        if hi - lo >= MAX_CELLS:
+            raise UsageError(f"--channels: at most {MAX_CELLS} cells in one sheet.")
+        chosen.update(range(lo, hi + 1))
+    if len(chosen) > MAX_CELLS:
+        raise UsageError(f"--channels: at most {MAX_CELLS} cells in one sheet.")
+
+
 def _is_folder(model: str) -> bool:
     """--model DIR rather than a known name (ddctl.models.resolve's rule)."""
     return "/" in model or os.sep in model or model.startswith(".") or os.path.isdir(model)

@@ -3,6 +3,7 @@
 from rich.table import Table
 
 from ddctl.commands.common import add_image_option, add_model_option, clean_leftovers, connect, resolve_model
+from ddctl.image import check_tag
 from ddctl.layers import list_layers
 from ddctl.run.transfer import choose_transfer
 
@@ -20,6 +21,7 @@ def add_parser(sub):
 
 
 def run(args, ui):
+    check_tag(args.image, "--image")  # before Docker is asked
     model = resolve_model(ui, args.model)
     try:
         ep, client = connect()

@@ -2,8 +2,10 @@
 
 import tempfile
 
+from ddctl import objective
 from ddctl.commands.common import UnitsView, add_dream_options, build_with_view, connect, say, seconds
 from ddctl.errors import UsageError
+from ddctl.image import check_tag
 from ddctl.modes import ModeJob, run_mode, source_in
 from ddctl.run.dream import prepare
 from ddctl.run.options import _num
@@ -62,8 +64,10 @@ def sheet_command(source_in_container: str, name: str, args) -> list:
 
 
 def run(args, ui):
+    check_tag(args.image, "--image")
     if args.layers is None and args.channels is None:
         raise UsageError("Say what the cells are: --layers all, --layers L1,L2,... or --channels LAYER:0-15.")
+    objective.check_cells(args.layers, args.channels)  # their grammar, before anything else
     view = UnitsView(ui, "cell", "sheet of")
     transfer = "copy" if args.copy else None
     with tempfile.TemporaryDirectory(prefix="ddctl-") as workdir:

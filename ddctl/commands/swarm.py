@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from ddctl import objective
 from ddctl.commands.common import connect, seconds
 from ddctl.errors import DdctlError
-from ddctl.image import DEFAULT_TAG
+from ddctl.image import DEFAULT_TAG, check_tag
 from ddctl.run.naming import DEFAULT_OUTPUT, prepare_output_dir
 from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, DreamOptions
 from ddctl.swarm import registry
@@ -155,6 +155,7 @@ class BatchView:
 
 
 def run_batch(args, ui):
+    check_tag(args.image, "--image")
     objective.check_spec(args.layer, label="--layer")
     sources = expand_sources(args.sources)  # bad input is told before Docker is asked
     prepare_output_dir(args.output_dir)

@@ -7,6 +7,7 @@ import tempfile
 from ddctl import objective
 from ddctl.commands.common import UnitsView, add_dream_options, build_with_view, connect, say, seconds
 from ddctl.errors import UsageError
+from ddctl.image import check_tag
 from ddctl.modes import ModeJob, run_mode, source_in
 from ddctl.run.dream import prepare
 from ddctl.run.naming import prepare_output_dir
@@ -106,6 +107,7 @@ def with_defaults(opts: ZoomOptions) -> ZoomOptions:
 
 
 def run(args, ui):
+    check_tag(args.image, "--image")
     if args.layer is not None:
         objective.check_spec(args.layer, getattr(args, "model", None))
     opts = options_of(args)

@@ -180,3 +180,72 @@ def test_urls_are_shown_without_secrets():
         models._redact("https://u:secret@h.example:8443/p/m.caffemodel?token=abc")
         == "https://h.example:8443/p/m.caffemodel"
     )
+
+
+# --- ddctl sheet's cells, read on the host as the engine reads them ------------------------
+
+CELLS = [
+    ("all", None),
+    ("a,b/c", None),
+    ("", None),
+    (" , ", None),
+    (None, "a:0-15"),
+    (None, "a:3,7,12-14"),
+    (None, "a:0-3,0-3"),
+    (None, "x"),
+    (None, "a:"),
+    (None, ":1"),
+    (None, "a:5-2"),
+    (None, "a:x"),
+    (None, "a:0-256"),
+    (None, "a:0-255"),
+    (None, "a:0-200,100-300"),
+]
+
+
+@pytest.mark.parametrize("layers, channels", CELLS)
+def test_host_and_engine_read_the_sheets_cells_alike(layers, channels):
+    """What the host refuses (one line, before Docker) the engine refuses too, and the
+    other way round (the engine against a net that has every layer named, wide enough)."""
+    from engine import sheet as engine_sheet
+
+    class Info:
+        def __init__(self, name):
+            self.name, self.channels = name, 10000
+
+    try:
+        engine_sheet.cells_of(layers, channels, [Info("a"), Info("b/c")])
+        engine = True
+    except ValueError:
+        engine = False
+    try:
+        objective.check_cells(layers, channels)
+        host = True
+    except UsageError:
+        host = False
+    assert host == engine
+
+
+def test_sheet_refuses_bad_cells_before_docker(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(tmp_path / "cat.png")
+    for args, words in [
+        (["--layers", ""], "--layers is all or a comma-separated list"),
+        (["--channels", "inception_4c/output:5-2"], "goes backwards; write 2-5"),
+        (["--layers", "3,4"], "--layers '3' is a number"),
+        (["--layers", "all", "--image", "Bad Tag"], "--image 'Bad Tag' is not a valid image name"),
+    ]:
+        r = subprocess.run(
+            [sys.executable, "-m", "ddctl", "sheet", "cat.png", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=dict(os.environ, DOCKER_HOST="unix:///nonexistent"),
+            timeout=60,
+        )
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1 and words in lines[0], r.stderr
