@@ -112,10 +112,12 @@ def weights_buildargs(
         raise UsageError(
             f"--weights {weights} is a folder: give the .caffemodel file in it (or download, untrained)."
         )
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise UsageError(
             f"--weights {weights}: no such file (use download, untrained or a path to a .caffemodel file)."
         )
+    if not os.path.isfile(path):  # a device, a pipe, a socket
+        raise UsageError(f"--weights {weights} is not a regular file: give a .caffemodel file.")
     if weights_url:
         raise UsageError("--weights-url makes no sense with a weights file.")
     check_weights_file(path, f"--weights {weights}")  # a text file fails here, not in the build

@@ -1,6 +1,7 @@
 """The build as events, against a faked SDK: stream parsing, failures, base image, context."""
 
 import hashlib
+import os
 import tarfile
 import types
 
@@ -368,6 +369,14 @@ def test_the_image_s_own_ddctl_line_is_the_reason():
     first = msg.splitlines()[0]
     assert first.endswith("x is not bvlc_googlenet weights that Caffe can load; use --weights untrained")
     assert "/bin/sh -c" not in msg and "init-weights: x is not a Caffe model file" in msg
+
+
+def test_a_device_or_a_pipe_as_weights_is_named_so_not_a_missing_file(tmp_path):
+    os.mkfifo(str(tmp_path / "pipe"))
+    for path in ("/dev/null", str(tmp_path / "pipe")):
+        with pytest.raises(UsageError) as e:
+            image.weights_buildargs(path)
+        assert e.value.message == f"--weights {path} is not a regular file: give a .caffemodel file."
 
 
 def test_a_weights_folder_is_named_a_folder_not_a_missing_file(tmp_path):
