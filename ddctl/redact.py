@@ -11,6 +11,21 @@ from collections.abc import Iterable
 
 MASK = "***"
 _URL_RE = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+# A URL urlsplit refuses (an unclosed IPv6 bracket): its parts read by hand, so that the
+# user still sees what they typed, less what could be a secret.
+_ROUGH = re.compile(
+    r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?:(?P<info>[^/?#]*)@)?(?P<rest>[^?#]*)(?:\?(?P<query>[^#]*))?"
+)
+
+
+def _rough(url: str):
+    m = _ROUGH.match(url)
+    if not m:
+        return None, []
+    shown = m.group("scheme") + (MASK + "@" if m.group("info") is not None else "") + m.group("rest")
+    if m.group("query") is not None:
+        shown += "?" + MASK
+    return shown, [x for x in (m.group("info"), m.group("query")) if x]
 
 
 def redact_url(url: str) -> str:
@@ -18,7 +33,7 @@ def redact_url(url: str) -> str:
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
-        return MASK
+        return _rough(url)[0] or MASK
     if not parts.scheme or not parts.netloc:
         return url
     netloc = parts.netloc
@@ -37,7 +52,8 @@ def secrets_of(url: str) -> list[str]:
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
-        return [url]
+        shown, found = _rough(url)
+        return sorted(found, key=len, reverse=True) if shown else [url]
     found = []
     if "@" in parts.netloc:
         info = parts.netloc.rsplit("@", 1)[0]

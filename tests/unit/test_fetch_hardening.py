@@ -196,10 +196,24 @@ def test_a_url_secret_is_not_shown_when_the_host_is_unreachable(tmp_path):
         ("https://token@h:8443/a/b.png?x=1&y", "https://***@h:8443/a/b.png?x=***&***"),
         ("https://h/x.jpg", "https://h/x.jpg"),
         ("photo.jpg", "photo.jpg"),
+        ("http://[::1/p.jpg", "http://[::1/p.jpg"),  # urlsplit refuses it: shown as typed
+        ("http://u:pw@[::1/p.jpg?t=x", "http://***@[::1/p.jpg?***"),  # less what could be a secret
     ],
 )
 def test_redact_url(url, shown):
     assert redact_url(url) == shown
+
+
+def test_an_unparseable_url_is_named_in_the_message_without_its_secrets(tmp_path):
+    for url, shown in [
+        ("http://[::1/p.jpg", "http://[::1/p.jpg"),
+        ("http://bob:hunter22@[::1/p.jpg?sig=abcdef", "http://***@[::1/p.jpg?***"),
+    ]:
+        with pytest.raises(UsageError) as exc:
+            download(url, str(tmp_path))
+        msg = exc.value.message
+        assert msg.startswith(f"{shown} is not a valid address") and "hunter22" not in msg, msg
+        assert "abcdef" not in msg
 
 
 def test_scrub_removes_secrets_quoted_in_other_forms():
