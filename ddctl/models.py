@@ -231,8 +231,13 @@ def fetch_known(model: KnownModel, on_progress: Optional[Progress] = None, sessi
     commits it once the image has checked it, or discards it. DdctlError/UsageError in one line."""
     on_progress = on_progress or (lambda what, done, total: None)
     root = models_dir()
-    os.makedirs(root, exist_ok=True)
-    stage = tempfile.mkdtemp(prefix=f".staging-{model.name}-", dir=root)
+    try:
+        os.makedirs(root, exist_ok=True)
+        stage = tempfile.mkdtemp(prefix=f".staging-{model.name}-", dir=root)
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot keep models in {root} ({exc.strerror}): set DDCTL_CACHE_DIR to a folder you can write."
+        )
     try:
         sources: dict = {}
         if model.prototxt_url is None:  # one archive holding both

@@ -249,3 +249,14 @@ def test_sheet_refuses_bad_cells_before_docker(tmp_path):
         )
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and words in lines[0], r.stderr
+
+
+def test_a_cache_that_is_a_file_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("DDCTL_CACHE_DIR", str(tmp_path / "afile"))
+    with pytest.raises(UsageError) as e:
+        models.resolve("googlenet_places365")
+    assert e.value.message == (
+        f"Cannot keep models in {tmp_path}/afile/models (Not a directory): "
+        "set DDCTL_CACHE_DIR to a folder you can write."
+    )
