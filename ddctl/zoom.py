@@ -9,12 +9,11 @@ of the next frame) while it is unfinished; <folder>.mp4 and <folder>.gif sit bes
 import json
 import os
 import re
-import urllib.parse
 from dataclasses import dataclass, fields
 from typing import Optional
 
 from ddctl.errors import UsageError
-from ddctl.fetch import is_url, safe_stem
+from ddctl.run.naming import source_stem
 from ddctl.run.options import DreamOptions, _num
 
 ZOOM_DEFAULTS = {"frames": 100, "scale": 0.05, "rotate": 0.0, "fps": 25.0}
@@ -62,9 +61,7 @@ def resume_command(folder: str) -> list:
 
 def stem_of(source: str) -> str:
     """The name stem `ddctl zoom SOURCE` gives its folder, without fetching SOURCE."""
-    if is_url(source):
-        return safe_stem(urllib.parse.unquote(urllib.parse.urlsplit(source).path))
-    return safe_stem(source)
+    return source_stem(source)
 
 
 def read_settings(folder: str) -> Optional[dict]:

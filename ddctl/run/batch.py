@@ -30,12 +30,13 @@ from docker.types import Mount
 from ddctl import containers
 from ddctl.client import Endpoint
 from ddctl.errors import DdctlError, Interrupted, UsageError
-from ddctl.fetch import get_picture, is_url, safe_stem
+from ddctl.fetch import get_picture, is_url
 from ddctl.image import DEFAULT_TAG, build_command, ensure_image, weights_of
+from ddctl.redact import redact_url
 from ddctl.run import container as one
 from ddctl.run.archive import extract_new_files
 from ddctl.run.dream import RunEvent
-from ddctl.run.naming import final_stem, prepare_output_dir
+from ddctl.run.naming import final_stem, prepare_output_dir, source_stem
 from ddctl.run.options import IMAGES, INPUT_DIR, DreamOptions, batch_command
 from ddctl.run.progress import lines_of, parse_engine_line
 from ddctl.run.transfer import choose_transfer, forced_transfer
@@ -59,7 +60,10 @@ def redact(source: str) -> str:
     """A source fit to print and store: no user:password, no query values (signed URLs)."""
     if not is_url(source):
         return source
-    u = urllib.parse.urlsplit(source)
+    try:
+        u = urllib.parse.urlsplit(source)
+    except ValueError:  # not an address: the fetch says so; shown without what could be a secret
+        return redact_url(source)
     netloc = (u.hostname or "") + (f":{u.port}" if u.port else "")
     query = "&".join(p.split("=", 1)[0] + "=…" for p in u.query.split("&") if p)
     return urllib.parse.urlunsplit((u.scheme, netloc, u.path, query, ""))
@@ -114,8 +118,7 @@ def plan(sources: list, opts: DreamOptions, outdir: str, force: bool = False) ->
     items: list = []
     used: dict = {}
     for src in sources:
-        name = urllib.parse.unquote(urllib.parse.urlsplit(src).path) if is_url(src) else src
-        stem = safe_stem(name)
+        stem = source_stem(src)
         n = used.get(stem.lower(), 0) + 1  # two pictures called the same: x, x-2, ...
         used[stem.lower()] = n
         if n > 1:

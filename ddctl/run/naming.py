@@ -10,6 +10,7 @@ import os
 import posixpath
 import re
 import unicodedata
+import urllib.parse
 from typing import Optional
 
 from ddctl.errors import UsageError
@@ -45,6 +46,19 @@ def safe_stem(name: str, default: str = "picture") -> str:
     while len(stem.encode("utf-8")) > STEM_BYTES:
         stem = stem[:-1]
     return stem.strip("._-") or default
+
+
+def source_stem(source: str) -> str:
+    """The stem SOURCE's results are named from, without fetching it: a URL's last path
+    part (decoded), a file's name. A URL urlsplit refuses gives the default stem (the fetch
+    refuses it later, in one line)."""
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source):
+        try:
+            path = urllib.parse.urlsplit(source).path
+        except ValueError:
+            path = ""
+        return safe_stem(urllib.parse.unquote(path))
+    return safe_stem(source)
 
 
 def layer_stem(layer: str) -> str:

@@ -155,3 +155,23 @@ def test_a_container_killed_for_memory_is_one_sentence_saying_what_to_do():
     assert "exit 137" not in msg
     other = Outcome(code=137, state={"OOMKilled": False, "Status": "exited"}).failure().message
     assert "killed" in other and "memory" not in other
+
+
+def test_a_list_naming_an_address_that_does_not_parse_fails_that_line_only(tmp_path):
+    """`http://[::1` in a list (urlsplit refuses it) was a ValueError traceback."""
+    Image.new("RGB", (64, 48)).save(tmp_path / "ok.png")
+    (tmp_path / "l.txt").write_text("ok.png\nhttp://u:pw@[::1/p.jpg?sig=SECRET\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    job = batch.prepare_batch(str(tmp_path / "l.txt"), str(work), DreamOptions(), str(tmp_path / "out"))
+    failed = [i for i in job.items if i.status == "failed"]
+    assert len(failed) == 1 and "is not a valid address" in failed[0].error
+    assert failed[0].shown == "http://***@[::1/p.jpg?***" and "SECRET" not in failed[0].error
+    assert [i.stem for i in job.items if i.status == "pending"] == ["ok"]
+
+
+def test_zoom_resume_with_an_address_that_does_not_parse_is_one_line(tmp_path):
+    from ddctl.zoom import find_resume
+
+    with pytest.raises(UsageError, match="no unfinished zoom"):
+        find_resume(str(tmp_path), "http://[::1")
