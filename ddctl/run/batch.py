@@ -276,6 +276,9 @@ def _copy_result_out(container, path: str, outdir: str) -> list:
                     for m in src:
                         data = src.extractfile(m) if m.isfile() else None
                         m.name = "images/" + m.name
+                        # a non-ASCII or long name comes in a PAX `path` header, which
+                        # tarfile writes back over m.name: drop it
+                        m.pax_headers.pop("path", None)
                         dst.addfile(m, data)
                 g.seek(0)
                 got = extract_new_files(g, outdir)

@@ -94,6 +94,24 @@ def test_a_list_of_sources_through_the_archive_copy(docker_client, dream_image, 
     assert manifest(out)[1]["output"] == "p0-inception_3b-output-i1-o1.png"
 
 
+def test_unicode_names_come_back_through_the_archive_copy(docker_client, dream_image, tmp_path, tag):
+    """Names a user recognises (ddctl/run/naming.py) survive the copy out: a non-ASCII name
+    travels in a PAX header of Docker's tar (it was lost there, the manifest said done)."""
+    src, out = tmp_path / "in", tmp_path / "out"
+    write_pictures(src, 2)
+    (src / "p0.jpg").rename(src / "Müller-Straße.jpg")
+    (src / "p1.jpg").rename(src / "雪 景.jpg")
+    args = ["run", str(src), LAYER, "1", "1", "--copy", "--image", dream_image, "-o", str(out)]
+    r = ddctl(*args, env=env_for(tag))
+    assert r.returncode == 0, r.stderr[-3000:]
+    names = sorted(n for n in os.listdir(str(out)) if n.endswith(".png"))
+    assert names == ["Müller-Straße-inception_3b-output-i1-o1.png", "雪_景-inception_3b-output-i1-o1.png"]
+    assert sorted(r.stdout.split("\n")[:-1]) == [str(out / n) for n in names]
+    assert sorted(x["output"] for x in manifest(out)) == names
+    r2 = ddctl(*args, env=env_for(tag))
+    assert r2.returncode == 0 and "2 already dreamed (skipped" in r2.stderr, r2.stderr
+
+
 def test_ctrl_c_mid_batch_keeps_the_finished_pictures(docker_client, dream_image, tmp_path, tag):
     src, out = tmp_path / "in", tmp_path / "out"
     write_pictures(src, 6, size=(200, 150))
