@@ -278,7 +278,7 @@ def _copy_result_out(container, path: str, outdir: str) -> list:
                         m.name = "images/" + m.name
                         # a non-ASCII or long name comes in a PAX `path` header, which
                         # tarfile writes back over m.name: drop it
-                        m.pax_headers.pop("path", None)
+                        m.pax_headers = {k: v for k, v in m.pax_headers.items() if k != "path"}
                         dst.addfile(m, data)
                 g.seek(0)
                 got = extract_new_files(g, outdir)
