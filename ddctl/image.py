@@ -77,6 +77,20 @@ def dream_image_or_refuse(image, tag: str):
     return image
 
 
+def check_build_tag(client, tag: str) -> None:
+    """UsageError when `tag` names an image ddctl did not build (a base image, someone's
+    app): the build would take that name from it."""
+    try:
+        existing = client.images.get(tag)
+    except ImageNotFound:
+        return
+    if labels_of(existing).get(IMAGE_LABEL) != IMAGE_KIND:
+        raise UsageError(
+            f"--tag {tag} names an image that is not a ddctl dream image (it lacks the label "
+            f"{IMAGE_LABEL}={IMAGE_KIND}): building would take that name from it; choose another tag."
+        )
+
+
 def weights_buildargs(
     weights: Optional[str] = "download", weights_url: Optional[str] = None, weights_sha1: Optional[str] = None
 ) -> WeightsChoice:

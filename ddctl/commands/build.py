@@ -3,7 +3,7 @@
 from ddctl.build import human_size
 from ddctl.commands.common import build_with_view, connect, warn_if_untrained
 from ddctl.context import find_context
-from ddctl.image import DEFAULT_TAG, check_tag, weights_buildargs
+from ddctl.image import DEFAULT_TAG, check_build_tag, check_tag, weights_buildargs
 
 
 def add_parser(sub):
@@ -43,6 +43,7 @@ def run(args, ui):
     weights = weights_buildargs(args.weights, args.weights_url, args.weights_sha1)
     find_context()
     _ep, client = connect()
+    check_build_tag(client, args.tag)  # never move the name of an image ddctl did not build
     summary = build_with_view(ui, client, args.tag, weights=weights, nocache=args.no_cache)
     render_summary(ui, summary)
     return 0

@@ -324,3 +324,18 @@ def test_a_big_photo_is_dreamed_at_a_size_that_fits_unless_asked(dream_image, tm
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert assert_png_of_user(last_line(r.stdout)) == size
+
+
+def test_build_never_takes_the_name_of_an_image_it_did_not_make(docker_client, base_image):
+    """`ddctl build --tag debian:bullseye-slim` would have moved the base image's name to the
+    dream image; a tag of another image is refused before the build (exit 2)."""
+    name = "ddctl-test/qa-notdream:" + uuid.uuid4().hex[:6]
+    base = docker_client.images.get(base_image)
+    base.tag(name)
+    try:
+        r = ddctl("build", "--weights", "untrained", "--tag", name, env={"DDCTL_LABELS": TEST_LABELS_ENV})
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert f"--tag {name} names an image that is not a ddctl dream image" in r.stderr
+        assert "step 1/" not in r.stderr and docker_client.images.get(name).id == base.id
+    finally:
+        docker_client.images.remove(name, noprune=True)
