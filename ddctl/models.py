@@ -28,6 +28,7 @@ from typing import Callable, Optional
 import requests
 
 from ddctl import __version__
+from ddctl.caffemodel import NotWeights, walk
 from ddctl.errors import DdctlError, UsageError, one_line
 from ddctl.image import BVLC_GOOGLENET, BVLC_GOOGLENET_SHA1
 
@@ -163,6 +164,13 @@ def from_folder(path: str) -> Model:
     if len(weights) != 1:
         what = "no .caffemodel" if not weights else f"{len(weights)} .caffemodel files ({', '.join(weights)})"
         raise UsageError(f"{path} holds {what}: a model folder holds {PROTOTXT} and exactly one .caffemodel.")
+    name = os.path.basename(folder.rstrip(os.sep)) or "model"
+    try:  # a text file, a picture or a cut download: said here, before any container
+        walk(os.path.join(folder, weights[0]))
+    except NotWeights as exc:
+        raise UsageError(f"the model {name} does not load: {weights[0]} is not a Caffe weights file ({exc}).")
+    except OSError as exc:
+        raise UsageError(f"the model {name} does not load: cannot read {weights[0]} ({exc.strerror}).")
     mean, layer = None, None
     if MANIFEST in names:
         mean, layer = _read_manifest(os.path.join(folder, MANIFEST))
@@ -170,7 +178,6 @@ def from_folder(path: str) -> Model:
     key = hashlib.sha1(
         json.dumps([folder, [(s.st_size, s.st_mtime_ns) for s in stats]]).encode()
     ).hexdigest()[:16]
-    name = os.path.basename(folder.rstrip(os.sep)) or "model"
     return Model(name, folder, PROTOTXT, weights[0], mean, layer, key)
 
 

@@ -87,6 +87,12 @@ def test_model_folders(tmp_path):
     with pytest.raises(UsageError, match="2 .caffemodel files"):
         models.from_folder(str(d))
     (d / "b.caffemodel").unlink()
+    with pytest.raises(UsageError) as e:  # b"1": not a Caffe NetParameter, said before Docker
+        models.from_folder(str(d))
+    assert e.value.message.startswith(
+        "the model net does not load: a.caffemodel is not a Caffe weights file ("
+    )
+    (d / "a.caffemodel").write_bytes(b"\x0a\x01x" + b"\xa2\x06\x03\x0a\x01d")  # name "x", one layer
     m = models.from_folder(str(d))
     assert (m.prototxt, m.weights, m.mean, m.layer) == ("deploy.prototxt", "a.caffemodel", None, None)
     (d / "ddctl-model.json").write_text(json.dumps({"mean": [1, 2, 3], "layer": "conv9"}))
