@@ -87,8 +87,19 @@ def find_resume(outdir: str, source: str, layer: Optional[str] = None) -> str:
             raise UsageError(
                 f"{source} is not in the output folder {outdir}: give -o {os.path.dirname(full)}."
             )
-        if not unfinished(full):
+        rec = read_settings(full)
+        if rec is None:
+            raise UsageError(
+                f"The zoom in {source} cannot be resumed: its {SETTINGS} cannot be read. "
+                "Start a new zoom without --resume."
+            )
+        if rec.get("complete"):
             raise UsageError(f"The zoom in {source} is complete: there is nothing to resume.")
+        if not unfinished(full):
+            raise UsageError(
+                f"The zoom in {source} cannot be resumed: {STATE} (the state after its last frame) "
+                "is missing. Start a new zoom without --resume."
+            )
         return os.path.basename(full)
     stem = stem_of(source)
     pattern = re.compile(r"^" + re.escape(stem) + r"-zoom-.+$")

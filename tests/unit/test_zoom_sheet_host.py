@@ -138,3 +138,18 @@ def test_resume_refuses_options_that_differ_from_the_zooms_own(tmp_path):
 def test_stem_of_matches_the_fetchers_names():
     assert stem_of("https://example.org/a%20b/sky%201.jpg") == "sky_1"
     assert stem_of("~/Pictures/cat.png") == "cat"
+
+
+def test_resume_of_a_broken_zoom_folder_says_what_is_wrong(tmp_path):
+    """A zoom.json that cannot be read was called complete ("nothing to resume")."""
+    folder = tmp_path / "m-zoom-conv1"
+    folder.mkdir()
+    (folder / "zoom.json").write_text("{bad")
+    with pytest.raises(UsageError, match="its zoom.json cannot be read"):
+        find_resume(str(tmp_path), str(folder))
+    (folder / "zoom.json").write_text(json.dumps({"layer": "conv1", "complete": False}))
+    with pytest.raises(UsageError, match=r"\.resume\.npz \(the state after its last frame\) is missing"):
+        find_resume(str(tmp_path), str(folder))
+    (folder / "zoom.json").write_text(json.dumps({"layer": "conv1", "complete": True}))
+    with pytest.raises(UsageError, match="is complete: there is nothing to resume"):
+        find_resume(str(tmp_path), str(folder))
