@@ -15,8 +15,8 @@ the end, Ctrl-C included; `ddctl doctor --fix` removes those of a killed run):
   twice.
 
 Tasks get the local dream's lock-down: every capability dropped, read-only root with a
-tmpfs for work, a non-root user, CPU, memory and pids limits. (Engine 20.10's service
-API has no no-new-privileges.)
+tmpfs for work, a non-root user, CPU, memory and pids limits, and no-new-privileges, which
+Engine 20.10's service API cannot set: each task sets it on itself (no_new_privs.py).
 """
 
 from __future__ import annotations
@@ -157,6 +157,13 @@ def options_record(opts: DreamOptions) -> dict:
 def script(name: str) -> str:
     with open(os.path.join(HERE, name)) as f:
         return f.read()
+
+
+def task_command(name: str) -> list[str]:
+    """The command of a swarm task running ddctl's script `name` in the dream image: the
+    no-new-privileges prelude first (no_new_privs.py), isolated mode (-I: no user site, no
+    working folder on the import path)."""
+    return ["python3", "-I", "-c", script("no_new_privs.py") + "\n" + script(name)]
 
 
 def jobs_archive(items: list[Item], opts: DreamOptions, uid: int = 1000) -> bytes:
@@ -356,7 +363,7 @@ class SwarmBatch:
         spec = TaskTemplate(
             container_spec=ContainerSpec(
                 image_id,
-                command=["python3", "-I", "-c", script("exchange_server.py")],
+                command=task_command("exchange_server.py"),
                 user=TASK_USER,
                 env=[f"DDCTL_EXCHANGE_PORT={EXCHANGE_PORT}", "DDCTL_EXCHANGE_ROOT=/images"],
                 mounts=[Mount("/images", self.exchange, type="volume", labels=self.labels)],
@@ -404,7 +411,7 @@ class SwarmBatch:
         spec = TaskTemplate(
             container_spec=ContainerSpec(
                 ref,
-                command=["python3", "-I", "-c", script("task_runner.py")],
+                command=task_command("task_runner.py"),
                 user=TASK_USER,
                 env=[
                     f"DDCTL_EXCHANGE=http://{self.exchange}:{EXCHANGE_PORT}",

@@ -133,3 +133,24 @@ def test_exchange_serves_jobs_and_keeps_only_the_first_result(exchange, tmp_path
         tar.add(root / "done", arcname="done")
     rec = read_done(buf.getvalue())["p0001"]
     assert rec["node"] == "node2" and rec["task"] == "t1" and rec["status"] == "done"
+
+
+@pytest.mark.parametrize("name", ["task_runner.py", "exchange_server.py"])
+def test_swarm_tasks_and_their_children_run_with_no_new_privileges(name):
+    """Engine 20.10's service API cannot set no-new-privileges: the task's own command sets
+    it, before its script, for itself and every process it starts (here: grep)."""
+    import subprocess
+    import sys
+
+    from ddctl.swarm.batch import script, task_command
+
+    cmd = task_command(name)
+    prelude = script("no_new_privs.py")
+    assert cmd[:3] == ["python3", "-I", "-c"] and cmd[3].startswith(prelude) and cmd[3].endswith(script(name))
+    probe = prelude + "\nimport subprocess\nsubprocess.run(['grep', 'NoNewPrivs', '/proc/self/status'])"
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["NoNewPrivs:", "1"]
+    plain = subprocess.run(["grep", "NoNewPrivs", "/proc/self/status"], capture_output=True, text=True).stdout
+    assert plain.split() == ["NoNewPrivs:", "0"]  # the prelude, not the test's own process, made it 1
