@@ -7,6 +7,7 @@ The engine parses the same grammar (engine/objectives.py); tests/unit/test_objec
 holds both to the same answers. ddctl never imports the engine.
 """
 
+import difflib
 import math
 import os
 import re
@@ -141,6 +142,8 @@ def check(terms: list, layers: list) -> None:
     for t in terms:
         if t.blob not in channels:
             hint = " (LAYER comes before ITERATIONS)" if re.match(r"^[0-9.]+$", t.blob) else ""
+            close = difflib.get_close_matches(t.blob, list(channels), n=1, cutoff=0.8)
+            hint = hint or (f" (did you mean {close[0]}?)" if close else "")
             names = ", ".join(channels)
             raise UsageError(f"unknown layer {t.blob!r}{hint}: choose one of {names}")
         bad = [c for c in t.channels or () if c >= channels[t.blob]]

@@ -27,6 +27,7 @@ largest dot product with that position's features.
 Nothing here imports caffe.
 """
 
+import difflib
 import re
 
 import numpy as np
@@ -193,6 +194,8 @@ def check(objective, layers):
     for name in objective.layers:
         if name not in channels:
             hint = ' (LAYER comes before ITERATIONS)' if re.match(r'^[0-9.]+$', name) else ''
+            close = difflib.get_close_matches(name, list(channels), n=1, cutoff=0.8)
+            hint = hint or (' (did you mean %s?)' % close[0] if close else '')
             raise ObjectiveError(
                 'unknown layer %r%s: choose one of %s' % (name, hint, ', '.join(channels)),
                 code='unknown_layer',

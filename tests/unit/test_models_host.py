@@ -266,3 +266,21 @@ def test_a_cache_that_is_a_file_is_one_line_not_a_traceback(tmp_path, monkeypatc
         f"Cannot keep models in {tmp_path}/afile/models (Not a directory): "
         "set DDCTL_CACHE_DIR to a folder you can write."
     )
+
+
+def test_a_misspelt_layer_is_told_its_likely_name_on_both_sides():
+    from engine import objectives as eo
+
+    class Info:
+        def __init__(self, name, channels):
+            self.name, self.channels, self.stride = name, channels, 1
+
+    infos = [Info("inception_4c/output", 512), Info("inception_3b/output", 480), Info("conv1", 64)]
+    rows = [{"name": i.name, "channels": i.channels, "stride": 1} for i in infos]
+    for spec, hint in [("inception_4c/outptu", " (did you mean inception_4c/output?)"), ("nosuch", "")]:
+        with pytest.raises(UsageError) as host:
+            objective.check(objective.parse(spec), rows)
+        with pytest.raises(eo.ObjectiveError) as engine:
+            eo.check(eo.parse(spec), infos)
+        want = f"unknown layer {spec!r}{hint}: choose one of inception_4c/output, inception_3b/output, conv1"
+        assert host.value.message == str(engine.value) == want
