@@ -12,6 +12,7 @@ from ddctl import objective
 from ddctl.commands.common import connect, seconds
 from ddctl.errors import DdctlError
 from ddctl.image import DEFAULT_TAG, check_tag
+from ddctl.limits import arg_type
 from ddctl.run.naming import DEFAULT_OUTPUT, prepare_output_dir
 from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, DreamOptions
 from ddctl.swarm import registry
@@ -60,15 +61,31 @@ def add_parser(sub):
     )
     r.add_argument("sources", metavar="SOURCE", nargs="+", help="picture files, folders or http(s) URLs")
     r.add_argument("--layer", default=ENGINE_DEFAULTS["layer"], help="layer to amplify")
-    r.add_argument("--iterations", type=_number(int, 1), default=ENGINE_DEFAULTS["iterations"], metavar="N")
-    r.add_argument("--octaves", type=_number(int, 1), default=ENGINE_DEFAULTS["octaves"], metavar="N")
+    # the engine's limits (ddctl/limits.py, as ddctl run checks them): a task never gets a number it refuses
     r.add_argument(
-        "--octave-scale", type=_number(float, 1.01), default=ENGINE_DEFAULTS["octave_scale"], metavar="F"
+        "--iterations",
+        type=arg_type("iterations", "--iterations"),
+        default=ENGINE_DEFAULTS["iterations"],
+        metavar="N",
     )
-    r.add_argument("--step-size", type=_number(float, 0.0001), metavar="F")
-    r.add_argument("--jitter", type=_number(int, 0), metavar="PX")
-    r.add_argument("--seed", type=int, metavar="N")
-    r.add_argument("--max-size", type=_number(int, 0), default=DEFAULT_MAX_SIZE, metavar="PX")
+    r.add_argument(
+        "--octaves", type=arg_type("octaves", "--octaves"), default=ENGINE_DEFAULTS["octaves"], metavar="N"
+    )
+    r.add_argument(
+        "--octave-scale",
+        type=arg_type("octave_scale", "--octave-scale"),
+        default=ENGINE_DEFAULTS["octave_scale"],
+        metavar="F",
+    )
+    r.add_argument("--step-size", type=arg_type("step_size", "--step-size"), metavar="F")
+    r.add_argument("--jitter", type=arg_type("jitter", "--jitter"), metavar="PX")
+    r.add_argument("--seed", type=arg_type("seed", "--seed"), metavar="N")
+    r.add_argument(
+        "--max-size",
+        type=arg_type("max_size", "--max-size", zero_means_none=True),
+        default=DEFAULT_MAX_SIZE,
+        metavar="PX",
+    )
     r.add_argument("-o", "--output-dir", default=DEFAULT_OUTPUT, metavar="DIR")
     r.add_argument("--image", default=DEFAULT_TAG, metavar="TAG", help="the dream image on the manager")
     r.add_argument(

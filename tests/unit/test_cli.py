@@ -179,3 +179,21 @@ def test_models_takes_image_like_the_other_commands():
     assert r.returncode == 1 and r.stderr.startswith("ddctl: Docker is not answering"), r.stderr
     r = ddctl("models", "--json", env=NO_DAEMON)  # without --image: no Docker needed
     assert r.returncode == 0 and "image" not in json.loads(r.stdout)
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--seed", "-5"),
+        ("--seed", "99999999999"),
+        ("--iterations", "999999"),
+        ("--step-size", "inf"),
+        ("--octaves", "0"),
+    ],
+)
+def test_swarm_run_checks_numbers_against_the_engines_limits(tmp_path, option, value):
+    """As `ddctl run` does (ddctl/limits.py): before, --seed -5 reached the swarm's tasks."""
+    r = ddctl("swarm", "run", "x.png", option, value, env=NO_DAEMON, cwd=tmp_path)
+    assert r.returncode == 2 and f"argument {option}: must be" in r.stderr and "Docker" not in r.stderr, (
+        r.stderr
+    )
