@@ -234,6 +234,7 @@ def setup(args, ui):
 
 def clean(args, ui):
     _ep, client = connect(timeout=120)
+    SwarmBatch(client).manager_node()  # not a swarm, or a worker: said as `swarm run` says it
     removed = remove_batch(client)
     if args.registry:
         for name in (registry.RELAY_SERVICE, registry.REGISTRY_SERVICE):

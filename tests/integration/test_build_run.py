@@ -339,3 +339,13 @@ def test_build_never_takes_the_name_of_an_image_it_did_not_make(docker_client, b
         assert "step 1/" not in r.stderr and docker_client.images.get(name).id == base.id
     finally:
         docker_client.images.remove(name, noprune=True)
+
+
+def test_swarm_verbs_on_a_daemon_outside_a_swarm_say_so_in_one_line(docker_client):
+    if (docker_client.info().get("Swarm") or {}).get("LocalNodeState") == "active":
+        pytest.skip("this daemon is in a swarm")
+    for verb in ("setup", "clean"):
+        r = ddctl("swarm", verb)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 1 and len(lines) == 1, r.stderr
+        assert lines[0].startswith("ddctl: This Docker endpoint is not part of a swarm: point DOCKER_HOST")
