@@ -26,12 +26,12 @@ from ddctl import containers
 from ddctl.client import Endpoint
 from ddctl.errors import DdctlError, Interrupted
 from ddctl.fetch import Picture
-from ddctl.image import DEFAULT_TAG, build_command, ensure_image, weights_of
+from ddctl.image import DEFAULT_TAG
 from ddctl.run import container as life
 from ddctl.run.dream import RunEvent
+from ddctl.run.launch import launch
 from ddctl.run.naming import host_path
 from ddctl.run.options import IMAGES, INPUT_DIR
-from ddctl.run.transfer import choose_transfer
 
 MERGED = ("zoom.json", ".resume.npz")  # files of a resumed zoom's folder that a run replaces
 VIDEO_EXTS = (".mp4", ".gif", ".png")  # what sits beside a folder of the same name
@@ -77,24 +77,16 @@ def run_mode(
     def emit(kind, data):
         on_event(RunEvent(kind, data))
 
-    def build_first(tag):
-        emit("build-needed", {"tag": tag, "command": build_command(tag)})
-        if build is not None:
-            build(tag)
-
-    img = ensure_image(client, image, build_first if build else None)
-    emit("image", {"tag": image, "weights": weights_of(img)})
-    mode, why = choose_transfer(ep, job.transfer)
-    emit("transfer", {"mode": mode, "why": why, "output_dir": job.outdir})
-    try:
-        outcome = _run(client, img.id, job, mode, emit, labels or {})
-    except life.BindUnavailable:
-        mode = "copy"
-        emit(
-            "transfer",
-            {"mode": mode, "output_dir": job.outdir, "why": "the daemon cannot see this machine's folders"},
-        )
-        outcome = _run(client, img.id, job, mode, emit, labels or {})
+    mode, outcome = launch(
+        client,
+        ep,
+        image,
+        job.outdir,
+        job.transfer,
+        lambda image_id, mode: _run(client, image_id, job, mode, emit, labels or {}),
+        emit,
+        build,
+    )
     failure = outcome.failure()
     if failure is not None:
         raise failure

@@ -14,7 +14,7 @@ from typing import Optional
 
 from ddctl.errors import UsageError
 from ddctl.run.naming import source_stem
-from ddctl.run.options import DreamOptions, _num
+from ddctl.run.options import DreamOptions, _num, mode_command
 
 ZOOM_DEFAULTS = {"frames": 100, "scale": 0.05, "rotate": 0.0, "fps": 25.0}
 SETTINGS = "zoom.json"
@@ -31,27 +31,16 @@ class ZoomOptions(DreamOptions):
 
 def zoom_command(source_in_container: str, name: str, opts: ZoomOptions) -> list:
     """The engine's argv for a new zoom: options first, positionals after `--`."""
-    cmd = ["--mode", "zoom", "--name", name, "--progress", "json"]
+    mine = []
     for flag, value in (
         ("--frames", opts.frames),
         ("--scale", opts.scale),
         ("--rotate", opts.rotate),
         ("--fps", opts.fps),
-        ("--step-size", opts.step_size),
-        ("--jitter", opts.jitter),
-        ("--seed", opts.seed),
-        ("--max-size", opts.max_size),
     ):
         if value is not None:
-            cmd += [flag, _num(value)]
-    return cmd + [
-        "--",
-        source_in_container,
-        opts.layer,
-        str(opts.iterations),
-        str(opts.octaves),
-        _num(opts.octave_scale),
-    ]
+            mine += [flag, _num(value)]
+    return mode_command("zoom", mine, source_in_container, name, opts)
 
 
 def resume_command(folder: str) -> list:

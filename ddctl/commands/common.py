@@ -16,7 +16,7 @@ from ddctl.containers import remove_leftovers
 from ddctl.errors import one_line
 from ddctl.image import DEFAULT_TAG, UNTRAINED, WeightsChoice
 from ddctl.run.naming import DEFAULT_OUTPUT
-from ddctl.run.options import ENGINE_DEFAULTS
+from ddctl.run.options import ENGINE_DEFAULTS, DreamOptions
 
 UNTRAINED_WARNING = (
     "warning: {tag} holds untrained weights: dreams will show noise-like patterns, "
@@ -190,6 +190,19 @@ def build_with_view(
         return build_image(client, tag=tag, weights=weights, nocache=nocache, on_event=view)
 
 
+def builder(ui, client, no_build: bool):
+    """What a dreaming command gives ddctl/run/launch.py to build its image when it is
+    missing (with the build's live view and how long it took), or None for --no-build."""
+    if no_build:
+        return None
+
+    def build(tag):
+        summary = build_with_view(ui, client, tag)
+        say(ui, f"built {tag} in {summary.seconds:.0f} s")
+
+    return build
+
+
 # --- the dream options of `ddctl zoom` and `ddctl sheet` ------------------------------------
 
 
@@ -251,6 +264,25 @@ def add_dream_options(p: argparse.ArgumentParser, max_size_default: int, default
         action="store_true",
         help="move files through the Docker API instead of bind mounts "
         "(automatic for a remote daemon; also DDCTL_TRANSFER=copy)",
+    )
+
+
+def dream_options_of(args, cls=DreamOptions, **more):
+    """What argparse read for the dream options (add_dream_options, and run's own) as `cls`
+    (DreamOptions or a subclass), as given: None stays None (zoom --resume tells a given
+    option from a default) and a --max-size of 0 stays 0 (the caller says what it means)."""
+    return cls(
+        layer=getattr(args, "layer", None),
+        iterations=args.iterations,
+        octaves=args.octaves,
+        octave_scale=args.octave_scale,
+        step_size=args.step_size,
+        jitter=args.jitter,
+        seed=args.seed,
+        save_steps=getattr(args, "save_steps", False),
+        max_size=args.max_size,
+        tile=getattr(args, "tile", None),
+        **more,
     )
 
 

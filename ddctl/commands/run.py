@@ -10,9 +10,10 @@ from ddctl import objective
 from ddctl.commands.common import (
     add_image_option,
     add_model_option,
-    build_with_view,
+    builder,
     clean_leftovers,
     connect,
+    dream_options_of,
     resolve_model,
     say,
     seconds,
@@ -146,18 +147,10 @@ def add_parser(sub):
 
 
 def options_of(args) -> DreamOptions:
-    return DreamOptions(
-        layer=str(args.layer or ENGINE_DEFAULTS["layer"]),
-        iterations=args.iterations,
-        octaves=args.octaves,
-        octave_scale=args.octave_scale,
-        step_size=args.step_size,
-        jitter=args.jitter,
-        seed=args.seed,
-        save_steps=args.save_steps,
-        max_size=args.max_size or None,
-        tile=args.tile,
-    )
+    opts = dream_options_of(args)
+    opts.layer = str(args.layer or ENGINE_DEFAULTS["layer"])
+    opts.max_size = args.max_size or None
+    return opts
 
 
 def tile_size(text):
@@ -254,7 +247,6 @@ def run(args, ui):
         return run_batch_command(args, ui)
     opts = options_of(args)
     view = RunView(ui, opts)
-    build = None
     with temp_folder() as workdir:  # ddctl-<pid>-XXXX: a killed run's is found and removed
         # Everything that needs no Docker first: the transfer setting, the output folder,
         # the picture and the guide (downloaded and verified here), the model (downloaded).
@@ -279,12 +271,7 @@ def run(args, ui):
                 opts.layer = opts.model.layer
             ep, client = connect()
             clean_leftovers(ui, client)
-            if not args.no_build:
-
-                def build(tag):
-                    summary = build_with_view(ui, client, tag)
-                    say(ui, f"built {tag} in {summary.seconds:.0f} s")
-
+            build = builder(ui, client, args.no_build)
             try:
                 result = dream(client, job, ep, image=args.image, build=build, on_event=view)
             finally:
@@ -386,7 +373,6 @@ def run_batch_command(args, ui):
         raise UsageError("--model and --guide work on one picture for now, not on a folder or a list.")
     opts = options_of(args)
     view = BatchView(ui, opts)
-    build = None
     with temp_folder() as workdir:  # ddctl-<pid>-XXXX: a killed run's is found and removed
         job = prepare_batch(
             args.source,
@@ -400,12 +386,7 @@ def run_batch_command(args, ui):
         if job.to_dream:
             ep, client = connect()
             clean_leftovers(ui, client)
-            if not args.no_build:
-
-                def build(tag):
-                    summary = build_with_view(ui, client, tag)
-                    say(ui, f"built {tag} in {summary.seconds:.0f} s")
-
+            build = builder(ui, client, args.no_build)
             try:
                 result = run_batch(client, job, ep, image=args.image, build=build, on_event=view)
             finally:

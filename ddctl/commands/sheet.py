@@ -3,12 +3,20 @@
 import tempfile
 
 from ddctl import objective
-from ddctl.commands.common import UnitsView, add_dream_options, build_with_view, connect, say, seconds
+from ddctl.commands.common import (
+    UnitsView,
+    add_dream_options,
+    builder,
+    connect,
+    dream_options_of,
+    say,
+    seconds,
+)
 from ddctl.errors import UsageError
 from ddctl.image import check_tag
 from ddctl.modes import ModeJob, run_mode, source_in
 from ddctl.run.dream import prepare
-from ddctl.run.options import _num
+from ddctl.run.options import mode_command
 
 SHEET_MAX_SIZE = 512  # px: a sheet of every layer is dozens of cells
 
@@ -39,28 +47,15 @@ def add_parser(sub):
 
 def sheet_command(source_in_container: str, name: str, args) -> list:
     """The engine's argv for a sheet: options first, positionals after `--`."""
-    cmd = ["--mode", "sheet", "--name", name, "--progress", "json"]
+    mine = []
     if args.layers is not None:
-        cmd += ["--layers", args.layers]
+        mine += ["--layers", args.layers]
     if args.channels is not None:
-        cmd += ["--channels", args.channels]
-    for flag, value in (
-        ("--step-size", args.step_size),
-        ("--jitter", args.jitter),
-        ("--seed", args.seed),
-        ("--max-size", args.max_size or None),
-    ):
-        if value is not None:
-            cmd += [flag, _num(value)]
-    layer = "all" if args.layers is None and args.channels is None else "-"
-    return cmd + [
-        "--",
-        source_in_container,
-        layer,
-        str(args.iterations),
-        str(args.octaves),
-        _num(args.octave_scale),
-    ]
+        mine += ["--channels", args.channels]
+    opts = dream_options_of(args)
+    opts.layer = "all" if args.layers is None and args.channels is None else "-"
+    opts.max_size = args.max_size or None
+    return mode_command("sheet", mine, source_in_container, name, opts)
 
 
 def run(args, ui):
@@ -77,13 +72,7 @@ def run(args, ui):
         cmd = sheet_command(source_in(pre.picture), pre.picture.stem, args)
         job = ModeJob("sheet", cmd, pre.outdir, pre.picture, transfer)
         ep, client = connect()
-        build = None
-        if not args.no_build:
-
-            def build(tag):
-                summary = build_with_view(ui, client, tag)
-                say(ui, f"built {tag} in {summary.seconds:.0f} s")
-
+        build = builder(ui, client, args.no_build)
         try:
             result = run_mode(client, job, ep, image=args.image, build=build, on_event=view)
         finally:

@@ -5,7 +5,15 @@ import math
 import tempfile
 
 from ddctl import objective
-from ddctl.commands.common import UnitsView, add_dream_options, build_with_view, connect, say, seconds
+from ddctl.commands.common import (
+    UnitsView,
+    add_dream_options,
+    builder,
+    connect,
+    dream_options_of,
+    say,
+    seconds,
+)
 from ddctl.errors import UsageError
 from ddctl.image import check_tag
 from ddctl.modes import ModeJob, run_mode, source_in
@@ -80,19 +88,8 @@ def add_parser(sub):
 
 
 def options_of(args) -> ZoomOptions:
-    return ZoomOptions(
-        layer=args.layer,
-        iterations=args.iterations,
-        octaves=args.octaves,
-        octave_scale=args.octave_scale,
-        step_size=args.step_size,
-        jitter=args.jitter,
-        seed=args.seed,
-        max_size=args.max_size,
-        frames=args.frames,
-        scale=args.scale,
-        rotate=args.rotate,
-        fps=args.fps,
+    return dream_options_of(
+        args, ZoomOptions, frames=args.frames, scale=args.scale, rotate=args.rotate, fps=args.fps
     )
 
 
@@ -132,13 +129,7 @@ def run(args, ui):
             cmd = zoom_command(source_in(pre.picture), pre.picture.stem, opts)
             job = ModeJob("zoom", cmd, pre.outdir, pre.picture, transfer)
         ep, client = connect()
-        build = None
-        if not args.no_build:
-
-            def build(tag):
-                summary = build_with_view(ui, client, tag)
-                say(ui, f"built {tag} in {summary.seconds:.0f} s")
-
+        build = builder(ui, client, args.no_build)
         try:
             result = run_mode(client, job, ep, image=args.image, build=build, on_event=view)
         finally:

@@ -31,15 +31,16 @@ from ddctl import containers
 from ddctl.client import Endpoint
 from ddctl.errors import DdctlError, Interrupted, UsageError
 from ddctl.fetch import get_picture, is_url
-from ddctl.image import DEFAULT_TAG, build_command, ensure_image, weights_of
+from ddctl.image import DEFAULT_TAG
 from ddctl.redact import redact_url
 from ddctl.run import container as one
 from ddctl.run.archive import extract_new_files
 from ddctl.run.dream import RunEvent
+from ddctl.run.launch import launch
 from ddctl.run.naming import final_stem, prepare_output_dir, source_stem
 from ddctl.run.options import IMAGES, INPUT_DIR, DreamOptions, batch_command
 from ddctl.run.progress import lines_of, parse_engine_line
-from ddctl.run.transfer import choose_transfer, forced_transfer
+from ddctl.run.transfer import forced_transfer
 
 MANIFEST = "manifest.jsonl"  # README "The batch manifest"
 LIST_EXTENSIONS = (".txt", ".list")
@@ -306,24 +307,17 @@ def run_batch(
     def emit(kind, data):
         on_event(RunEvent(kind, data))
 
-    def build_first(tag):
-        emit("build-needed", {"tag": tag, "command": build_command(tag)})
-        if build is not None:
-            build(tag)
-
-    img = ensure_image(client, image, build_first if build else None)
-    emit("image", {"tag": image, "weights": weights_of(img)})
-    mode, why = choose_transfer(ep, job.transfer)
-    emit("transfer", {"mode": mode, "why": why, "output_dir": job.outdir})
-    try:
-        return _run(client, img.id, job, mode, emit, labels or {}, result)
-    except one.BindUnavailable:
-        mode = "copy"
-        emit(
-            "transfer",
-            {"mode": mode, "output_dir": job.outdir, "why": "the daemon cannot see this machine's folders"},
-        )
-        return _run(client, img.id, job, mode, emit, labels or {}, result)
+    labels = labels or {}
+    return launch(
+        client,
+        ep,
+        image,
+        job.outdir,
+        job.transfer,
+        lambda image_id, mode: _run(client, image_id, job, mode, emit, labels, result),
+        emit,
+        build,
+    )[1]
 
 
 def _run(client, image_id, job, mode, emit, labels, result):

@@ -14,12 +14,13 @@ from ddctl import objective
 from ddctl.client import Endpoint
 from ddctl.containers import memory_limit
 from ddctl.fetch import Picture, get_picture
-from ddctl.image import DEFAULT_TAG, build_command, ensure_image, weights_of
+from ddctl.image import DEFAULT_TAG, ensure_image
 from ddctl.layers import cached_layers, list_layers
 from ddctl.run import container
+from ddctl.run.launch import launch
 from ddctl.run.naming import DEFAULT_OUTPUT, host_path, prepare_output_dir
 from ddctl.run.options import DreamOptions
-from ddctl.run.transfer import choose_transfer, forced_transfer
+from ddctl.run.transfer import forced_transfer
 
 
 @dataclass
@@ -116,29 +117,20 @@ def dream(
     def emit(kind, data):
         report(RunEvent(kind, data))
 
-    def build_first(tag):
-        emit("build-needed", {"tag": tag, "command": build_command(tag)})
-        assert build is not None  # build_first is passed only when build is given
-        build(tag)
-
-    img = ensure_image(client, image, build_first if build else None)
-    emit("image", {"tag": image, "weights": weights_of(img)})
-    mode, why = choose_transfer(ep, job.transfer)
     labels = labels or {}
-    check_objective(client, image, job.opts, mode, labels)
-    emit("transfer", {"mode": mode, "why": why, "output_dir": job.outdir})
-    args = (client, img.id, job.picture, job.opts, job.outdir)
-    try:
-        outcome = container.run(*args, mode, emit, labels)
-    except container.BindUnavailable:
-        # A "local" socket whose daemon lives elsewhere (ddctl in a container, a VM
-        # without this folder shared): the archive copy works wherever the daemon is.
-        mode = "copy"
-        emit(
-            "transfer",
-            {"mode": mode, "output_dir": job.outdir, "why": "the daemon cannot see this machine's folders"},
-        )
-        outcome = container.run(*args, mode, emit, labels)
+    mode, outcome = launch(
+        client,
+        ep,
+        image,
+        job.outdir,
+        job.transfer,
+        lambda image_id, mode: container.run(
+            client, image_id, job.picture, job.opts, job.outdir, mode, emit, labels
+        ),
+        emit,
+        build,
+        check=lambda mode: check_objective(client, image, job.opts, mode, labels),
+    )
     failure = outcome.failure()
     if failure is not None:
         raise failure

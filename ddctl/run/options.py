@@ -83,6 +83,12 @@ def engine_command(source_in_container: str, name: str, opts: DreamOptions) -> l
     ]
 
 
+def mode_command(mode: str, mode_args: list, source_in_container: str, name: str, opts: DreamOptions) -> list:
+    """The engine's argv for a mode that makes several pictures in one container (`--mode
+    zoom|sheet`): the mode's own options, then the dream's, as engine_command makes them."""
+    return ["--mode", mode, *mode_args] + engine_command(source_in_container, name, opts)
+
+
 def model_args(model: "Optional[Model]") -> list:
     """The engine's --prototxt/--weights/--mean for a ddctl.models.Model (none for the image's own)."""
     if model is None:
