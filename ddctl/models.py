@@ -374,6 +374,16 @@ def resolve(spec: Optional[str], on_progress: Optional[Progress] = None) -> Opti
     )
 
 
+def reference(spec: Optional[str]) -> Optional[str]:
+    """How a --model is named for later (a resumed zoom's zoom.json): None for the image's
+    own, a known model's name, or a folder's absolute path."""
+    if spec is None or spec == DEFAULT_MODEL:
+        return None
+    if spec in KNOWN:
+        return spec
+    return os.path.abspath(os.path.expanduser(spec))
+
+
 def listing() -> list:
     """Rows for `ddctl models`: every known model and whether it is cached."""
     rows = [

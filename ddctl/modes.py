@@ -16,7 +16,7 @@ import posixpath
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from docker.errors import APIError, NotFound
@@ -28,10 +28,10 @@ from ddctl.errors import DdctlError, Interrupted
 from ddctl.fetch import Picture
 from ddctl.image import DEFAULT_TAG
 from ddctl.run import container as life
-from ddctl.run.dream import RunEvent
+from ddctl.run.dream import RunEvent, check_objective
 from ddctl.run.launch import launch
 from ddctl.run.naming import host_path
-from ddctl.run.options import IMAGES, INPUT_DIR
+from ddctl.run.options import IMAGES, INPUT_DIR, DreamOptions
 
 MERGED = ("zoom.json", ".resume.npz")  # files of a resumed zoom's folder that a run replaces
 VIDEO_EXTS = (".mp4", ".gif", ".png")  # what sits beside a folder of the same name
@@ -47,6 +47,8 @@ class ModeJob:
     picture: Optional[Picture] = None  # the input (None: a resumed zoom needs none)
     transfer: Optional[str] = None  # mount | copy when forced (--copy)
     resume: Optional[str] = None  # the zoom folder (a name in outdir) being continued
+    opts: DreamOptions = field(default_factory=DreamOptions)  # its --model and --guide
+    objectives: list = field(default_factory=list)  # LAYERs checked against the net first
 
 
 @dataclass
@@ -86,6 +88,8 @@ def run_mode(
         lambda image_id, mode: _run(client, image_id, job, mode, emit, labels or {}),
         emit,
         build,
+        # LAYERs and a --model checked (the model by a short container) before the mode's
+        check=lambda mode: check_objective(client, image, job.opts, mode, labels or {}, job.objectives),
     )
     failure = outcome.failure()
     if failure is not None:
@@ -112,6 +116,7 @@ def _run(client, image_id, job: ModeJob, mode, emit, labels) -> life.Outcome:
             kwargs["mounts"].append(
                 Mount(source_in(job.picture), job.picture.path, type="bind", read_only=True)
             )
+        kwargs["mounts"] += life.option_mounts(job.opts)
     else:  # the root is read-only: the archive copy goes through two anonymous volumes
         kwargs["mounts"] = [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
     container, interrupted, reaper, stdin = None, False, None, None
@@ -126,8 +131,7 @@ def _run(client, image_id, job: ModeJob, mode, emit, labels) -> life.Outcome:
         stdin = life.attach_stdin(container)
         emit("container", {"id": container.short_id, "run_id": run_id})
         if mode == "copy":
-            if job.picture is not None:
-                life.send_input(container, job.picture)
+            life.send_input(container, job.picture, job.opts)
             if job.resume:
                 container.put_archive(IMAGES, folder_archive(job.outdir, job.resume))
         try:

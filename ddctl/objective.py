@@ -99,22 +99,46 @@ MAX_CELLS = 256  # engine/sheet.py's: cells in one sheet
 _CHANNEL_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
 
 
-def check_cells(layers: Optional[str], channels: Optional[str]) -> None:
+def split_cells(layers: str) -> list:
+    """--layers L1,L2,... -> [L1, L2, ...] as engine/sheet.py split_layers reads it: each may
+    be an objective, and a comma followed by a channel number belongs to the objective
+    before it: 'a,b:1,2,c*0.5+d' -> ['a', 'b:1,2', 'c*0.5+d']."""
+    out: list = []
+    for part in (x.strip() for x in layers.split(",")):
+        if not part:
+            continue
+        last = out[-1].rpartition("+")[2] if out else ""
+        if part.isdigit() and ":" in last and "*" not in last:
+            out[-1] += "," + part
+        else:
+            out.append(part)
+    return out
+
+
+def check_cells(layers: Optional[str], channels: Optional[str], model: Optional[str] = None) -> list:
     """`ddctl sheet`'s --layers all|L1,L2 and --channels LAYER:0-15,20 read as the engine reads
-    them (engine/sheet.py cells_of, parse_channels), without the net; UsageError otherwise.
-    Each layer passes check_spec (not an option, not a number)."""
+    them (engine/sheet.py cells_of, split_layers, parse_channels), without the net; UsageError
+    otherwise. Each layer passes check_spec (not an option, the grammar, not a number).
+    Returns the LAYERs to check against the net: none for `all`, each item of --layers,
+    one LAYER:c,c,... for --channels."""
+    if layers is None and channels is None:
+        raise UsageError("Say what the cells are: --layers all, --layers L1,L2,... or --channels LAYER:0-15.")
     if layers is not None and layers.strip() != "all":
-        names = [x.strip() for x in layers.split(",") if x.strip()]
+        names = split_cells(layers)
         if not names:
             raise UsageError(f"--layers is all or a comma-separated list of layers, got {layers!r}.")
+        if len(names) > MAX_CELLS:
+            raise UsageError(f"--layers: {len(names)} cells, at most {MAX_CELLS} in one sheet.")
         for name in names:
-            check_spec(name, label="--layers")
+            check_spec(name, model, label="--layers")
+    else:
+        names = []
     if channels is None:
-        return
+        return names
     layer, sep, rest = channels.rpartition(":")
     if not sep or not layer or not rest:
         raise UsageError(f"--channels is LAYER:FIRST-LAST (e.g. inception_4c/output:0-15), got {channels!r}.")
-    check_spec(layer, label="--channels")
+    check_spec(layer, model, label="--channels")
     chosen: set = set()
     for part in rest.split(","):
         m = _CHANNEL_RANGE.match(part)
@@ -128,6 +152,7 @@ def check_cells(layers: Optional[str], channels: Optional[str]) -> None:
         chosen.update(range(lo, hi + 1))
     if len(chosen) > MAX_CELLS:
         raise UsageError(f"--channels: at most {MAX_CELLS} cells in one sheet.")
+    return names + [f"{layer}:{','.join(str(c) for c in sorted(chosen))}"]
 
 
 def _is_folder(model: str) -> bool:

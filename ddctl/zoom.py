@@ -13,8 +13,10 @@ from dataclasses import dataclass, fields
 from typing import Optional
 
 from ddctl.errors import UsageError
+from ddctl.fetch import is_url
+from ddctl.redact import redact_url
 from ddctl.run.naming import source_stem
-from ddctl.run.options import DreamOptions, _num, mode_command
+from ddctl.run.options import DreamOptions, _num, mode_command, model_args
 
 ZOOM_DEFAULTS = {"frames": 100, "scale": 0.05, "rotate": 0.0, "fps": 25.0}
 SETTINGS = "zoom.json"
@@ -27,6 +29,7 @@ class ZoomOptions(DreamOptions):
     scale: Optional[float] = None
     rotate: Optional[float] = None
     fps: Optional[float] = None
+    note: Optional[dict] = None  # kept in zoom.json: how --model and --guide were named
 
 
 def zoom_command(source_in_container: str, name: str, opts: ZoomOptions) -> list:
@@ -40,12 +43,50 @@ def zoom_command(source_in_container: str, name: str, opts: ZoomOptions) -> list
     ):
         if value is not None:
             mine += [flag, _num(value)]
+    if opts.note:
+        mine += ["--note", json.dumps(opts.note, sort_keys=True)]
     return mode_command("zoom", mine, source_in_container, name, opts)
 
 
-def resume_command(folder: str) -> list:
-    """The engine's argv that continues the zoom in outdir/folder (settings from its zoom.json)."""
-    return ["--mode", "zoom", "--progress", "json", "--resume", folder]
+def resume_command(folder: str, model=None) -> list:
+    """The engine's argv that continues the zoom in outdir/folder (settings, and a guided
+    zoom's guide, from the folder; the model's files as the zoom began with them)."""
+    return ["--mode", "zoom", "--progress", "json", "--resume", folder] + model_args(model)
+
+
+def guide_reference(spec: Optional[str]) -> Optional[str]:
+    """How a --guide is named in zoom.json: its URL without secrets, or its absolute path."""
+    if spec is None:
+        return None
+    return redact_url(spec) if is_url(spec) else os.path.abspath(os.path.expanduser(spec))
+
+
+def note_of(model: Optional[str], guide: Optional[str]) -> Optional[dict]:
+    """What ddctl keeps in zoom.json ("note") for --resume: the --model (models.reference)
+    and the --guide (its absolute path, or its URL without secrets) a zoom began with."""
+    note = {k: v for k, v in (("model", model), ("guide", guide)) if v is not None}
+    return note or None
+
+
+def noted(folder: str) -> dict:
+    """The note of the zoom in folder ({} when it has none: the image's own net, no guide)."""
+    note = (read_settings(folder) or {}).get("note")
+    return note if isinstance(note, dict) else {}
+
+
+def check_noted(folder: str, model: Optional[str], guide: Optional[str]) -> None:
+    """UsageError when a --model or --guide given with --resume is not the zoom's own
+    (model, guide: their references; None when not given)."""
+    note = noted(folder)
+    for flag, given, default in (("--model", model, "the image's own model"), ("--guide", guide, "no guide")):
+        if given is None:
+            continue
+        have = note.get(flag[2:])
+        if given != have:
+            raise UsageError(
+                f"That zoom was made with {f'{flag} {have}' if have else default}, not {flag} {given}: "
+                f"drop {flag} to continue it, or start a new zoom without --resume."
+            )
 
 
 def stem_of(source: str) -> str:

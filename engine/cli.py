@@ -554,16 +554,25 @@ def check_octaves(net, layer, h, w, octaves, scale):
 def guided(net, objective, guide, out_dir):
     """The notebook's guided objective on the one blob of `objective`, for the picture
     `guide` (a file relative to out_dir, or a URL)."""
-    if not objectives.plain_blob(objective):
-        raise Refused(
-            '--guide works on one whole layer, not on %s: give a single layer name' % objective.spec,
-            code='bad_objective',
-        )
-    blob = objective.layers[0]
+    _one_blob(objective)  # said before the guide is fetched
+    return guided_on(net, objective, *load_guide(guide, out_dir))
+
+
+def load_guide(guide, out_dir):
+    """--guide (a file relative to out_dir, or a URL) -> ((H,W,3) uint8 RGB, display name),
+    its long side cut to GUIDE_MAX_SIZE; Refused when it is not a picture."""
     try:
         img, shown, _ = load_source(guide, out_dir, GUIDE_MAX_SIZE)
     except PictureError as e:
         raise Refused('guide: %s' % e)
+    return img, shown
+
+
+def guided_on(net, objective, img, shown):
+    """The notebook's guided objective on the one blob of `objective` for the guide picture
+    img (H,W,3) uint8 RGB; Refused for an objective that is not one whole blob, or a guide
+    too small for it."""
+    blob = _one_blob(objective)
     need = max(int(net.min_input_size(blob) or 0), 1)
     if min(img.shape[:2]) < need:
         raise Refused(
@@ -573,11 +582,24 @@ def guided(net, objective, guide, out_dir):
     return objectives.guide(net, img, blob)
 
 
-def objective_for(net, layer, h, w, octaves, octave_scale):
+def _one_blob(objective):
+    """The blob of an objective that is one whole blob; Refused otherwise (--guide needs one)."""
+    if not objectives.plain_blob(objective):
+        raise Refused(
+            '--guide works on one whole layer, not on %s: give a single layer name' % objective.spec,
+            code='bad_objective',
+        )
+    return objective.layers[0]
+
+
+def objective_for(net, layer, h, w, octaves, octave_scale, guide=None):
     """LAYER (a blob or an objective) checked against the net and the picture's octaves ->
-    what deepdream's `end` takes: a plain blob name stays a name (the L2, as always)."""
+    what deepdream's `end` takes: a plain blob name stays a name (the L2, as always);
+    guide (a load_guide() pair) makes it the guided objective on that blob."""
     objective = check_layer(net, layer)
     check_octaves(net, objective.layers, h, w, octaves, octave_scale)
+    if guide is not None:
+        return guided_on(net, objective, *guide)
     return objectives.plain_blob(objective) or objective
 
 

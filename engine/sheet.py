@@ -49,6 +49,26 @@ def parse_channels(spec):
     return layer, chans
 
 
+def split_layers(spec):
+    """--layers L1,L2,... -> [L1, L2, ...]; each may be an objective (engine/objectives.py),
+    and a comma followed by a channel number belongs to the objective before it:
+    'a,b:1,2,c*0.5+d' -> ['a', 'b:1,2', 'c*0.5+d']."""
+    out: list = []
+    for part in (x.strip() for x in spec.split(',')):
+        if not part:
+            continue
+        if (
+            out
+            and part.isdigit()
+            and ':' in out[-1].rpartition('+')[2]
+            and '*' not in out[-1].rpartition('+')[2]
+        ):
+            out[-1] += ',' + part
+        else:
+            out.append(part)
+    return out
+
+
 def cells_of(layers_spec, channels_spec, dreamable):
     """[(label, objective text)] for the sheet; dreamable: [LayerInfo]. Raises ValueError."""
     names = [info.name for info in dreamable]
@@ -58,7 +78,7 @@ def cells_of(layers_spec, channels_spec, dreamable):
         if spec == 'all':
             wanted = names
         else:
-            wanted = [x.strip() for x in spec.split(',') if x.strip()]
+            wanted = split_layers(spec)
             if not wanted:
                 raise ValueError('--layers is all or a comma-separated list of layers, got %r' % layers_spec)
         cells += [(x, x) for x in wanted]
@@ -173,7 +193,8 @@ def run(a, ctx):
     except ValueError as e:
         raise cli.Refused(str(e), code='unknown_layer' if 'unknown layer' in str(e) else 'bad_input')
     H, W = img.shape[:2]
-    ends = [cli.objective_for(net, obj, H, W, a.octaves, a.octave_scale) for _, obj in cells]
+    guide = cli.load_guide(a.guide, out_dir) if a.guide is not None else None
+    ends = [cli.objective_for(net, obj, H, W, a.octaves, a.octave_scale, guide) for _, obj in cells]
     seed = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), 'little')
     steps = a.octaves * a.iterations
     n = len(cells)
@@ -189,6 +210,7 @@ def run(a, ctx):
         steps_total=steps,
         seed=seed,
         cells=n,
+        **({'guide': guide[1]} if guide else {}),
     )
     t0 = time.monotonic()
     pictures = []
@@ -214,6 +236,8 @@ def run(a, ctx):
         what = cli.layer_stem(cells[0][0].rpartition(':')[0]) + '-channels'
     else:
         what = '%d-cells' % n
+    if guide is not None:
+        what += '-guided'
     name = cli.safe_stem(a.name) if a.name else stem
     sheet = grid(pictures, [label for label, _ in cells])
     path = save_png_new(sheet, out_dir, '%s-sheet-%s-i%d-o%d' % (name, what, a.iterations, a.octaves))

@@ -37,6 +37,7 @@ MAX_FRAMES = 9999  # NNNN.png
 GIF_MAX_SIDE = 480  # px: a GIF of full-size frames would weigh hundreds of MB
 SETTINGS = 'zoom.json'
 STATE = '.resume.npz'
+GUIDE = 'guide.png'  # a guided zoom's guide as it was dreamed with (long side <= GUIDE_MAX_SIZE)
 # what zoom.json records and --resume takes from it
 RECORDED = (
     'layer',
@@ -319,6 +320,13 @@ def add_arguments(p):
         metavar='FOLDER',
         help='continue the zoom in FOLDER (relative to --output-dir)',
     )
+    g.add_argument(
+        '--note',
+        default=None,
+        metavar='JSON',
+        help='a JSON object kept as it is in zoom.json as "note" (ddctl: how it named --model '
+        'and --guide, so that --resume can give and check the same)',
+    )
 
 
 def parse(a, number):
@@ -326,6 +334,14 @@ def parse(a, number):
     for name in ('frames', 'scale', 'rotate', 'fps'):
         if getattr(a, name) is not None:
             setattr(a, name, number(getattr(a, name), '--' + name, name))
+    if a.note is not None:
+        try:
+            a.note = json.loads(a.note)
+        except ValueError:
+            a.note = None
+            raise cli.Refused('--note is a JSON object, e.g. {"model": "/nets/x"}')
+        if not isinstance(a.note, dict):
+            raise cli.Refused('--note is a JSON object, e.g. {"model": "/nets/x"}')
 
 
 def run(a, ctx):
@@ -339,7 +355,10 @@ def run(a, ctx):
             first, frame = load_state(folder, rec['width'], rec['height'])
         except ValueError as e:
             raise cli.Refused(str(e))
+        if a.guide is not None:
+            raise cli.Refused('--guide cannot change when a zoom is resumed: the zoom keeps its own')
         shown = rec.get('source', folder)
+        guide = cli.load_guide(os.path.join(folder, GUIDE), out_dir) if rec.get('guide') else None
     else:
         if not a.source:
             raise cli.Refused(
@@ -353,6 +372,8 @@ def run(a, ctx):
         rec['seed'] = a.seed if a.seed is not None else int.from_bytes(os.urandom(4), 'little')
         rec.update(source=shown, width=int(img.shape[1]), height=int(img.shape[0]), complete=False)
         rec.update(tile=tiling.resolve_tile(a.tile, img.shape[0], img.shape[1]), mean=a.mean)
+        guide = cli.load_guide(a.guide, out_dir) if a.guide is not None else None
+        rec.update(guide=guide[1] if guide else None, note=a.note)
         first, frame = 0, np.float32(img)  # (H,W,3) the notebook's np.float32(PIL.Image.open(...))
 
     if not _ffmpeg():
@@ -361,11 +382,14 @@ def run(a, ctx):
         a.mean = rec.get('mean')  # the model's mean the zoom was started with
     net = ctx.load_net(a)
     H, W, N = rec['height'], rec['width'], int(rec['frames'])
-    end = cli.objective_for(net, rec['layer'], H, W, rec['octaves'], rec['octave_scale'])
+    end = cli.objective_for(net, rec['layer'], H, W, rec['octaves'], rec['octave_scale'], guide)
 
     if a.resume is None:
         name = cli.safe_stem(a.name) if a.name else stem
-        folder = reserve_folder(out_dir, '%s-zoom-%s' % (name, cli.layer_stem(rec['layer'])))
+        what = cli.layer_stem(rec['layer']) + ('-guided' if guide else '')
+        folder = reserve_folder(out_dir, '%s-zoom-%s' % (name, what))
+        if guide is not None:  # --resume dreams with these very pixels
+            _atomic_write(os.path.join(folder, GUIDE), lambda f: write_png(f, guide[0]))
         write_settings(folder, rec)
         save_state(folder, 0, frame)
     steps = rec['octaves'] * rec['iterations']
@@ -387,6 +411,7 @@ def run(a, ctx):
         scale=rec['scale'],
         rotate=rec['rotate'],
         fps=rec['fps'],
+        **({'guide': rec['guide']} if rec.get('guide') else {}),
     )
     t0 = time.monotonic()
     for i in range(first, N):

@@ -5,18 +5,22 @@ Command modules import this one, never each other.
 """
 
 import argparse
+import os
 import time
 from typing import Any, Optional
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from ddctl import objective
 from ddctl.build import BuildSummary, build_image, human_size
 from ddctl.client import Endpoint, make_client, resolve_endpoint
 from ddctl.containers import remove_leftovers
-from ddctl.errors import one_line
+from ddctl.errors import UsageError, one_line
+from ddctl.fetch import get_picture
 from ddctl.image import DEFAULT_TAG, UNTRAINED, WeightsChoice
+from ddctl.limits import arg_type
 from ddctl.run.naming import DEFAULT_OUTPUT
-from ddctl.run.options import ENGINE_DEFAULTS, DreamOptions
+from ddctl.run.options import ENGINE_DEFAULTS, MIN_TILE, DreamOptions
 
 UNTRAINED_WARNING = (
     "warning: {tag} holds untrained weights: dreams will show noise-like patterns, "
@@ -25,28 +29,6 @@ UNTRAINED_WARNING = (
 
 
 # --- arguments ---------------------------------------------------------------------------
-
-
-def number(kind, minimum, strict):
-    """An argparse type: `kind` (int or float) at least `minimum` (more than it if strict)."""
-    noun = "whole number" if kind is int else "number"
-    bound = f"more than {minimum}" if strict else f"{minimum} or more"
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {noun}")
-        if value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"{text!r} must be {bound}")
-        return value
-
-    return parse
-
-
-positive_int = number(int, 1, strict=False)
-positive_float = number(float, 0, strict=True)
-non_negative_int = number(int, 0, strict=False)
 
 
 def add_image_option(parser: argparse.ArgumentParser) -> None:
@@ -203,22 +185,45 @@ def builder(ui, client, no_build: bool):
     return build
 
 
-# --- the dream options of `ddctl zoom` and `ddctl sheet` ------------------------------------
+# --- the dream options of `ddctl run`, `ddctl zoom` and `ddctl sheet` ----------------------
+
+LAYER_HELP = (
+    f"layer to amplify (default {ENGINE_DEFAULTS['layer']}, or the model's; see `ddctl layers`), "
+    "or an objective: LAYER:97,112 (channels), A*1.0+B*0.5 (several layers with weights)"
+)
 
 
-def add_dream_options(p: argparse.ArgumentParser, max_size_default: int, defaults_none: bool = False) -> None:
-    """ITERATIONS OCTAVES positionals and the dream flags of `ddctl run`, for the other verbs
-    that dream (zoom, sheet); with defaults_none, unset options stay None (zoom --resume tells
-    given from default)."""
+def tile_size(text):
+    """--tile: 0 (never) or at least MIN_TILE pixels."""
+    value = arg_type("tile", "--tile")(text)
+    if 0 < value < MIN_TILE:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (no tiles) or at least {MIN_TILE}")
+    return value
+
+
+def add_dream_options(
+    p: argparse.ArgumentParser,
+    max_size_default: int,
+    layer: bool = True,
+    defaults_none: bool = False,
+    results: str = "the pictures",
+) -> None:
+    """The dream's positionals ([LAYER] ITERATIONS OCTAVES) and flags, one definition for
+    every verb that dreams (run, zoom, sheet): numbers checked against ddctl/limits.py,
+    --tile, --model, --guide, -o, --image, --no-build, --copy. With defaults_none, unset
+    options stay None (zoom --resume tells a given option from a default)."""
 
     def d(key):
         return None if defaults_none else ENGINE_DEFAULTS[key]
 
+    if layer:
+        # checked by the command (objective.check_spec: one line, with --model's rule for numbers)
+        p.add_argument("layer", metavar="LAYER", nargs="?", default=None, help=LAYER_HELP)
     p.add_argument(
         "iterations",
         metavar="ITERATIONS",
         nargs="?",
-        type=positive_int,
+        type=arg_type("iterations", "ITERATIONS"),
         default=d("iterations"),
         help=f"steps per octave (default {ENGINE_DEFAULTS['iterations']})",
     )
@@ -226,34 +231,60 @@ def add_dream_options(p: argparse.ArgumentParser, max_size_default: int, default
         "octaves",
         metavar="OCTAVES",
         nargs="?",
-        type=positive_int,
+        type=arg_type("octaves", "OCTAVES"),
         default=d("octaves"),
         help=f"number of scales (default {ENGINE_DEFAULTS['octaves']})",
     )
     p.add_argument(
         "--octave-scale",
-        type=positive_float,
+        type=arg_type("octave_scale", "--octave-scale"),
         default=d("octave_scale"),
         metavar="F",
         help=f"size ratio between octaves (default {ENGINE_DEFAULTS['octave_scale']})",
     )
-    p.add_argument("--step-size", type=positive_float, metavar="F", help="gradient step (default 1.5)")
-    p.add_argument("--jitter", type=non_negative_int, metavar="PX", help="random shift (default 32)")
-    p.add_argument("--seed", type=non_negative_int, metavar="N", help="random seed, for repeatable pictures")
+    p.add_argument(
+        "--step-size",
+        type=arg_type("step_size", "--step-size"),
+        metavar="F",
+        help=f"gradient step (default {ENGINE_DEFAULTS['step_size']})",
+    )
+    p.add_argument(
+        "--jitter",
+        type=arg_type("jitter", "--jitter"),
+        metavar="PX",
+        help=f"random shift (default {ENGINE_DEFAULTS['jitter']})",
+    )
+    p.add_argument(
+        "--seed", type=arg_type("seed", "--seed"), metavar="N", help="random seed, for repeatable pictures"
+    )
     p.add_argument(
         "--max-size",
-        type=non_negative_int,
+        type=arg_type("max_size", "--max-size", zero_means_none=True),
         metavar="PX",
         default=None if defaults_none else max_size_default,
-        help=f"scale the input down so its longer side is at most PX (default {max_size_default}; 0 keeps "
-        "the full size)",
+        help=f"scale the input down so its longer side is at most PX (default "
+        f"{max_size_default}; 0 keeps the full size, which needs far more time and memory)",
     )
     p.add_argument(
         "-o",
         "--output-dir",
         default=DEFAULT_OUTPUT,
         metavar="DIR",
-        help=f"where the results go (default ./{DEFAULT_OUTPUT}, created if missing)",
+        help=f"where {results} go (default ./{DEFAULT_OUTPUT}, created if missing)",
+    )
+    p.add_argument(
+        "--tile",
+        type=tile_size,
+        metavar="PX",
+        help="compute each step in crops of at most PX x PX pixels, so memory depends on PX, not the "
+        "picture (default: pictures up to 1280x1024 whole, bigger ones in 768 px tiles; 0: never)",
+    )
+    add_model_option(p)
+    p.add_argument(
+        "--guide",
+        metavar="PICTURE|URL",
+        help="guided dream: amplify in SOURCE what looks like this picture (Google's notebook's "
+        "objective_guide, on a single whole layer); fetched and checked like SOURCE",
     )
     add_image_option(p)
     p.add_argument(
@@ -265,6 +296,27 @@ def add_dream_options(p: argparse.ArgumentParser, max_size_default: int, default
         help="move files through the Docker API instead of bind mounts "
         "(automatic for a remote daemon; also DDCTL_TRANSFER=copy)",
     )
+
+
+def check_guided(guide: Optional[str], specs: list, model: Optional[str] = None) -> None:
+    """Each LAYER as the host can check it without the net (objective.check_spec: one line
+    before anything else), and --guide only with single whole layers (the notebook's
+    objective_guide works on one blob)."""
+    for spec in specs:
+        terms = objective.check_spec(spec, model)
+        if guide and not objective.plain_blob(terms):
+            raise UsageError(f"--guide works on one whole layer, not on {spec}: give a single layer name.")
+
+
+def guide_picture(ui, spec: Optional[str], workdir: str):
+    """--guide -> a verified fetch.Picture (a URL downloaded into workdir), or None."""
+    if not spec:
+        return None
+    guide_dir = os.path.join(workdir, "guide")
+    os.makedirs(guide_dir)
+    guide = get_picture(spec, guide_dir)
+    say(ui, f"guide: {guide.source} ({guide.width}x{guide.height} {guide.format})")
+    return guide
 
 
 def dream_options_of(args, cls=DreamOptions, **more):

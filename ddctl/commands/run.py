@@ -1,19 +1,17 @@
 """`ddctl run`: parsing and rendering only (the work is ddctl/run/ and ddctl/fetch.py)."""
 
-import argparse
-import os
 import time
 
 from rich.progress import BarColumn, Progress, TextColumn
 
-from ddctl import objective
 from ddctl.commands.common import (
-    add_image_option,
-    add_model_option,
+    add_dream_options,
     builder,
+    check_guided,
     clean_leftovers,
     connect,
     dream_options_of,
+    guide_picture,
     resolve_model,
     say,
     seconds,
@@ -21,13 +19,11 @@ from ddctl.commands.common import (
 )
 from ddctl.containers import temp_folder
 from ddctl.errors import DdctlError, UsageError
-from ddctl.fetch import check_settings, get_picture
+from ddctl.fetch import check_settings
 from ddctl.image import check_tag
-from ddctl.limits import arg_type
 from ddctl.run.batch import is_batch_source, prepare_batch, run_batch
 from ddctl.run.dream import dream, prepare
-from ddctl.run.naming import DEFAULT_OUTPUT
-from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, MIN_TILE, DreamOptions
+from ddctl.run.options import DEFAULT_MAX_SIZE, ENGINE_DEFAULTS, DreamOptions
 from ddctl.run.progress import DreamProgress
 
 
@@ -47,100 +43,16 @@ def add_parser(sub):
         metavar="SOURCE",
         help="an http(s) URL, a picture file, a folder of pictures, or a .txt list of URLs and files",
     )
-    p.add_argument(
-        "layer",
-        metavar="LAYER",
-        nargs="?",
-        default=None,
-        help=f"layer to amplify (default {ENGINE_DEFAULTS['layer']}, or the model's; see `ddctl layers`), "
-        "or an objective: LAYER:97,112 (channels), A*1.0+B*0.5 (several layers with weights)",
-    )
-    p.add_argument(
-        "iterations",
-        metavar="ITERATIONS",
-        nargs="?",
-        type=arg_type("iterations", "ITERATIONS"),
-        default=ENGINE_DEFAULTS["iterations"],
-        help=f"steps per octave (default {ENGINE_DEFAULTS['iterations']})",
-    )
-    p.add_argument(
-        "octaves",
-        metavar="OCTAVES",
-        nargs="?",
-        type=arg_type("octaves", "OCTAVES"),
-        default=ENGINE_DEFAULTS["octaves"],
-        help=f"number of scales (default {ENGINE_DEFAULTS['octaves']})",
-    )
-    p.add_argument(
-        "--octave-scale",
-        type=arg_type("octave_scale", "--octave-scale"),
-        default=ENGINE_DEFAULTS["octave_scale"],
-        metavar="F",
-        help=f"size ratio between octaves (default {ENGINE_DEFAULTS['octave_scale']})",
-    )
-    p.add_argument(
-        "--step-size",
-        type=arg_type("step_size", "--step-size"),
-        metavar="F",
-        help=f"gradient step (default {ENGINE_DEFAULTS['step_size']})",
-    )
-    p.add_argument(
-        "--jitter",
-        type=arg_type("jitter", "--jitter"),
-        metavar="PX",
-        help=f"random shift (default {ENGINE_DEFAULTS['jitter']})",
-    )
-    p.add_argument(
-        "--seed", type=arg_type("seed", "--seed"), metavar="N", help="random seed, for repeatable pictures"
-    )
+    add_dream_options(p, DEFAULT_MAX_SIZE)
     p.add_argument(
         "--save-steps",
         action="store_true",
         help="also save every step, in a folder named after the final picture",
     )
     p.add_argument(
-        "--max-size",
-        type=arg_type("max_size", "--max-size", zero_means_none=True),
-        metavar="PX",
-        default=DEFAULT_MAX_SIZE,
-        help=f"scale the input down so its longer side is at most PX (default "
-        f"{DEFAULT_MAX_SIZE}; 0 keeps the full size, which needs far more time and memory)",
-    )
-    p.add_argument(
-        "-o",
-        "--output-dir",
-        default=DEFAULT_OUTPUT,
-        metavar="DIR",
-        help=f"where the pictures go (default ./{DEFAULT_OUTPUT}, created if missing)",
-    )
-    p.add_argument(
-        "--tile",
-        type=tile_size,
-        metavar="PX",
-        help="compute each step in crops of at most PX x PX pixels, so memory depends on PX, not the "
-        "picture (default: pictures up to 1280x1024 whole, bigger ones in 768 px tiles; 0: never)",
-    )
-    p.add_argument(
         "--force",
         action="store_true",
         help="with a folder or list: dream again the pictures whose result exists (default: skip them)",
-    )
-    add_model_option(p)
-    p.add_argument(
-        "--guide",
-        metavar="PICTURE|URL",
-        help="guided dream: amplify in SOURCE what looks like this picture (Google's notebook's "
-        "objective_guide, on LAYER); fetched and checked like SOURCE",
-    )
-    add_image_option(p)
-    p.add_argument(
-        "--no-build", action="store_true", help="when the image does not exist, stop instead of building it"
-    )
-    p.add_argument(
-        "--copy",
-        action="store_true",
-        help="move files through the Docker API instead of bind mounts "
-        "(automatic for a remote daemon; also DDCTL_TRANSFER=copy)",
     )
     p.set_defaults(func=run)
     return p
@@ -151,14 +63,6 @@ def options_of(args) -> DreamOptions:
     opts.layer = str(args.layer or ENGINE_DEFAULTS["layer"])
     opts.max_size = args.max_size or None
     return opts
-
-
-def tile_size(text):
-    """--tile: 0 (never) or at least MIN_TILE pixels."""
-    value = arg_type("tile", "--tile")(text)
-    if 0 < value < MIN_TILE:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 (no tiles) or at least {MIN_TILE}")
-    return value
 
 
 class RunView:
@@ -237,12 +141,7 @@ class RunView:
 def run(args, ui):
     check_settings()  # a bad DDCTL_MAX_DOWNLOAD_MB / DDCTL_DOWNLOAD_TIMEOUT is said first
     check_tag(args.image, "--image")
-    if args.layer is not None:  # one line before anything else, for one picture or many
-        terms = objective.check_spec(args.layer, args.model)
-        if args.guide and not objective.plain_blob(terms):
-            raise UsageError(
-                f"--guide works on one whole layer, not on {args.layer}: give a single layer name."
-            )
+    check_guided(args.guide, [args.layer] if args.layer is not None else [], args.model)
     if is_batch_source(args.source):
         return run_batch_command(args, ui)
     opts = options_of(args)
@@ -258,13 +157,7 @@ def run(args, ui):
             transfer="copy" if args.copy else None,
             on_event=view,
         )
-        if args.guide:
-            guide_dir = os.path.join(workdir, "guide")
-            os.makedirs(guide_dir)
-            opts.guide = get_picture(args.guide, guide_dir)
-            say(
-                ui, f"guide: {opts.guide.source} ({opts.guide.width}x{opts.guide.height} {opts.guide.format})"
-            )
+        opts.guide = guide_picture(ui, args.guide, workdir)
         opts.model = resolve_model(ui, args.model)
         try:
             if args.layer is None and opts.model is not None and opts.model.layer:

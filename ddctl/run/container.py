@@ -22,7 +22,7 @@ from docker.types import Mount
 
 from ddctl import containers
 from ddctl.errors import DdctlError, Interrupted, UsageError
-from ddctl.run.archive import copy_out, input_archive, model_files
+from ddctl.run.archive import copy_out, files_archive, input_archive, model_files
 from ddctl.run.options import GUIDE_DIR, IMAGES, INPUT_DIR, MODEL_DIR, DreamOptions, engine_command
 from ddctl.run.progress import lines_of, parse_engine_line
 
@@ -117,11 +117,7 @@ def create(
             Mount(IMAGES, outdir, type="bind"),
             Mount(source_in, picture.path, type="bind", read_only=True),
         ]
-        if opts.model is not None:
-            kwargs["mounts"].append(Mount(MODEL_DIR, opts.model.folder, type="bind", read_only=True))
-        if opts.guide is not None:
-            guide_in = f"{GUIDE_DIR}/{opts.guide.filename}"
-            kwargs["mounts"].append(Mount(guide_in, opts.guide.path, type="bind", read_only=True))
+        kwargs["mounts"] += option_mounts(opts)
     else:  # the root is read-only: the archive copy goes through two anonymous volumes
         kwargs["mounts"] = [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
     try:
@@ -132,14 +128,37 @@ def create(
         raise
 
 
+def option_mounts(opts: DreamOptions) -> list:
+    """The read-only bind mounts of a dream's --model files and --guide picture."""
+    mounts = []
+    if opts.model is not None:
+        mounts.append(Mount(MODEL_DIR, opts.model.folder, type="bind", read_only=True))
+    if opts.guide is not None:
+        guide_in = f"{GUIDE_DIR}/{opts.guide.filename}"
+        mounts.append(Mount(guide_in, opts.guide.path, type="bind", read_only=True))
+    return mounts
+
+
+def option_files(opts: Optional[DreamOptions]) -> list:
+    """[(host path, path under the input folder)] of a dream's --model files and --guide
+    picture: what the archive copy puts where option_mounts() would mount them."""
+    if opts is None:
+        return []
+    files = model_files(opts.model)
+    if opts.guide is not None:
+        files.append((opts.guide.path, f"{GUIDE_DIR[len(INPUT_DIR) + 1 :]}/{opts.guide.filename}"))
+    return files
+
+
 def send_input(container, picture, opts: Optional[DreamOptions] = None) -> None:
     """The archive copy's way in: the picture (and the model's and guide's files) put into
-    the container's input volume, owned by the caller."""
+    the container's input volume, owned by the caller; a resumed zoom has no picture."""
     uid, gid = containers.container_ids()
-    extra = model_files(opts.model) if opts is not None else []
-    if opts is not None and opts.guide is not None:
-        extra.append((opts.guide.path, f"{GUIDE_DIR[len(INPUT_DIR) + 1 :]}/{opts.guide.filename}"))
-    container.put_archive(INPUT_DIR, input_archive(picture.path, picture.filename, uid, gid, extra))
+    extra = option_files(opts)
+    if picture is not None:
+        container.put_archive(INPUT_DIR, input_archive(picture.path, picture.filename, uid, gid, extra))
+    elif extra:
+        container.put_archive(INPUT_DIR, files_archive(extra, uid, gid))
 
 
 def attach_stdin(container):

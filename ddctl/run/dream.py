@@ -78,18 +78,21 @@ def prepare(
     return DreamJob(picture=picture, opts=opts or DreamOptions(), outdir=outdir, transfer=transfer)
 
 
-def check_objective(client, image: str, opts: DreamOptions, mode: str, labels: dict) -> None:
-    """LAYER against the net's layers (cached per image and model, else listed by a short
-    container; for the image's own net and a plain layer name, only a cached list) before
-    the dream's container; a downloaded model is checked by the image and
-    only then kept in the cache. UsageError in one line."""
+def check_objective(
+    client, image: str, opts: DreamOptions, mode: str, labels: dict, specs: Optional[list] = None
+) -> None:
+    """LAYER (or each of `specs`, the LAYERs of a sheet) against the net's layers (cached per
+    image and model, else listed by a short container; for the image's own net and plain
+    layer names, only a cached list) before the dream's container; a downloaded model is
+    checked by the image and only then kept in the cache. UsageError in one line."""
     model = opts.model
-    if model is None and objective.plain_blob(objective.parse(opts.layer)):
-        # the image's own net and one layer name: check against a cached list only (the
-        # engine refuses an unknown layer in one line too), so a plain run starts one container
-        rows = cached_layers(ensure_image(client, image).id)
+    specs = [opts.layer] if specs is None else specs
+    if model is None and all(objective.plain_blob(objective.parse(s)) for s in specs):
+        # the image's own net and layer names: check against a cached list only (the engine
+        # refuses an unknown layer in one line too), so a plain run starts one container
+        rows = cached_layers(ensure_image(client, image).id) if specs else None
         if rows is not None:
-            objective.check(objective.parse(opts.layer, [r["name"] for r in rows]), rows)
+            _check(specs, rows)
         return
     try:
         rows = list_layers(client, image, labels, model, mode)
@@ -99,7 +102,12 @@ def check_objective(client, image: str, opts: DreamOptions, mode: str, labels: d
         raise
     if model is not None:
         model.commit()
-    objective.check(objective.parse(opts.layer, [r["name"] for r in rows]), rows)
+    _check(specs, rows)
+
+
+def _check(specs: list, rows: list) -> None:
+    for spec in specs:
+        objective.check(objective.parse(spec, [r["name"] for r in rows]), rows)
 
 
 def dream(

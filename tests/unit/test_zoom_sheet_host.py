@@ -67,7 +67,9 @@ def test_sheet_command_is_read_by_the_engine_as_meant():
         octaves=3,
         octave_scale=1.4,
     )
-    a = engine_cli.parse_args(sheet_cmd.sheet_command("/input/cat.png", "cat", args))
+    a = engine_cli.parse_args(
+        sheet_cmd.sheet_command("/input/cat.png", "cat", args, sheet_cmd.options_of(args))
+    )
     assert (a.mode, a.layers, a.channels, a.seed, a.max_size, a.iterations, a.octaves) == (
         "sheet",
         "conv1,conv2",
