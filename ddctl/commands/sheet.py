@@ -6,6 +6,7 @@ from ddctl.commands.common import (
     add_dream_options,
     builder,
     check_guided,
+    clean_leftovers,
     connect,
     dream_options_of,
     guide_picture,
@@ -87,6 +88,7 @@ def run(args, ui):
             cmd = sheet_command(source_in(pre.picture), pre.picture.stem, args, opts)
             job = ModeJob("sheet", cmd, pre.outdir, pre.picture, transfer, opts=opts, objectives=specs)
             ep, client = connect()
+            clean_leftovers(ui, client)
             build = builder(ui, client, args.no_build)
             try:
                 result = run_mode(client, job, ep, image=args.image, build=build, on_event=view)

@@ -6,6 +6,7 @@ from ddctl.commands.common import (
     add_dream_options,
     builder,
     check_guided,
+    clean_leftovers,
     connect,
     dream_options_of,
     guide_picture,
@@ -143,6 +144,7 @@ def run(args, ui):
                 opts.layer = model.layer
             job.objectives = [job.opts.layer]
             ep, client = connect()
+            clean_leftovers(ui, client)
             build = builder(ui, client, args.no_build)
             try:
                 # the argv once the model is known (and committed to the cache by the check)
