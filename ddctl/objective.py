@@ -120,9 +120,16 @@ def check_cells(layers: Optional[str], channels: Optional[str], model: Optional[
     them (engine/sheet.py cells_of, split_layers, parse_channels), without the net; UsageError
     otherwise. Each layer passes check_spec (not an option, the grammar, not a number).
     Returns the LAYERs to check against the net: none for `all`, each item of --layers,
-    one LAYER:c,c,... for --channels."""
+    one LAYER:c,c,... for --channels. Both options together are refused."""
     if layers is None and channels is None:
         raise UsageError("Say what the cells are: --layers all, --layers L1,L2,... or --channels LAYER:0-15.")
+    if layers is not None and channels is not None:
+        # `--layers all --channels L:0-3` would be every layer's cell and then four more:
+        # a sheet compares layers or the channels of one layer; a mix is said in --layers
+        raise UsageError(
+            "Give --layers or --channels, not both: to mix them, list the channels in --layers "
+            "(e.g. --layers inception_3b/output,inception_4c/output:97,inception_4c/output:112)."
+        )
     if layers is not None and layers.strip() != "all":
         names = split_cells(layers)
         if not names:

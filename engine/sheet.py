@@ -73,6 +73,11 @@ def cells_of(layers_spec, channels_spec, dreamable):
     """[(label, objective text)] for the sheet; dreamable: [LayerInfo]. Raises ValueError."""
     names = [info.name for info in dreamable]
     cells = []
+    if layers_spec is not None and channels_spec is not None:
+        raise ValueError(
+            'give --layers or --channels, not both (a sheet compares layers, or the channels of '
+            'one layer); --layers also takes channels: --layers a,b,c:0,c:1'
+        )
     if layers_spec is not None:
         spec = layers_spec.strip()
         if spec == 'all':

@@ -142,6 +142,7 @@ def test_the_cells_to_check_against_the_net_and_their_refusals():
     assert objective.check_cells("a,b:7", None) == ["a", "b:7"]
     for layers, channels, words in [
         (None, None, "Say what the cells are"),
+        ("all", "a:0-3", "Give --layers or --channels, not both"),
         (",", None, "--layers is all or"),
     ]:
         with pytest.raises(UsageError, match=words):
@@ -317,6 +318,25 @@ def test_a_guided_sheet_dreams_each_layer_guided_and_objectives_are_cells(pics):
     assert [e["label"] for e in ev if e["event"] == "cell"] == ["conv1", "conv2:0,3", "conv1*1+conv3*0.5"]
 
 
+def test_the_engine_refuses_layers_and_channels_together(pics):
+    before = sorted(os.listdir(str(pics)))
+    code, ev, _ = run(
+        [
+            "--mode",
+            "sheet",
+            "cat.png",
+            "--layers",
+            "all",
+            "--channels",
+            "conv1:0-3",
+            "--output-dir",
+            str(pics),
+        ]
+    )
+    assert code == 2 and "not both" in ev[-1]["message"]
+    assert sorted(os.listdir(str(pics))) == before
+
+
 # -----------------------------------------------------------------------------
 # the CLI: refused in one line, exit 2, before Docker (no daemon can be reached here)
 
@@ -332,6 +352,10 @@ def here(tmp_path):
 @pytest.mark.parametrize(
     "argv,words",
     [
+        (
+            ["sheet", "cat.png", "--layers", "all", "--channels", "conv1/7x7_s2:0-3"],
+            "Give --layers or --channels, not both",
+        ),
         (["sheet", "cat.png", "--channels", "a:0-3", "--guide", "cat.png"], "--guide works on whole layers"),
         (["sheet", "cat.png", "--layers", "a,b:1*x"], "the weight of b must be"),
         (["sheet", "cat.png", "--layers", "all", "--model", "badnet"], "holds no .caffemodel"),
