@@ -9,9 +9,11 @@ import uuid
 
 import numpy as np
 import pytest
+import test_models
 from dockertest import TEST_LABEL
 from dreamcli import containers_of, created_containers, ddctl, interrupt_after, last_line, mandelbrot
 from PIL import Image
+from test_models import guide_picture, photo
 
 ZOOM = ["inception_3b/output", "2", "2", "--frames", "5", "--seed", "7", "--jitter", "8"]
 SHEET_LAYERS = ["conv1/7x7_s2", "conv2/3x3", "inception_3a/output", "inception_3b/output"]
@@ -134,7 +136,7 @@ def test_a_zoom_never_overwrites_and_refuses_bad_input_leaving_nothing(
     out = tmp_path / "dreams"
     for args, words in [
         (["nosuchlayer"], "unknown layer 'nosuchlayer'"),
-        (["inception_3b/output", "--frames", "0"], "--frames goes from 1 to 9999"),
+        (["inception_3b/output", "--frames", "0"], "--frames: must be a whole number from 1 to 9999"),
         (["--resume"], "no unfinished zoom of cat"),
     ]:
         r = ddctl("zoom", pic, *args, "--image", dream_image, "-o", str(out), tag=tag)
@@ -188,9 +190,129 @@ def test_sheet_refuses_bad_cells_in_one_line(dream_image, pic, tmp_path, tag):
     for args, words in [
         ([], "--layers all"),
         (["--layers", "conv1/7x7_s2,nope"], "unknown layer 'nope'"),
-        (["--channels", "inception_3a/output:250-260"], "has channels 0-255"),
+        (["--channels", "inception_3a/output:250-260"], "inception_3a/output has 256 channels (0 to 255)"),
     ]:
         r = ddctl("sheet", pic, "2", "1", *args, "--image", dream_image, "-o", str(out), tag=tag)
         assert r.returncode == 2, r.stderr
         assert words in r.stderr and "Traceback" not in r.stderr
         assert not out.exists() or os.listdir(str(out)) == []
+
+
+# -----------------------------------------------------------------------------
+# the dream options of `ddctl run`: --model (the trained open_nsfw ResNet of test_models.py)
+# and --guide, in both transfers. Small: 128x96, 1-2 iterations, 1 octave.
+
+NET_LAYER = test_models.LAYER  # the open_nsfw folder's manifest's default layer (stride 8)
+nsfw_files, nsfw_dir = test_models.nsfw_files, test_models.nsfw_dir  # its fixtures, used here too
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    d = tmp_path_factory.mktemp("small")
+    os.chmod(str(d), 0o755)
+    photo(d / "cat.png", size=(128, 96))
+    guide_picture(d / "guide.png", size=(96, 96))
+    return d
+
+
+def test_a_zoom_on_a_trained_model_resumes_with_that_model(
+    docker_client, dream_image, nsfw_dir, small, tmp_path, tag
+):
+    """The interrupted zoom (archive copy) resumes with the model alone from zoom.json and
+    gives the uninterrupted zoom's (mounts) frames."""
+    zoom = [NET_LAYER, "2", "1", "--frames", "5", "--seed", "3", "--jitter", "4", "--model", str(nsfw_dir)]
+    zoom += ["--image", dream_image]
+    whole, part = str(tmp_path / "whole"), str(tmp_path / "part")
+    r = ddctl("zoom", str(small / "cat.png"), *zoom, "-o", whole, tag=tag)
+    assert r.returncode == 0, r.stderr
+    folder = os.path.join(whole, f"cat-zoom-{NET_LAYER}")
+    assert last_line(r.stdout) == folder + ".mp4"
+    assert len(frames_of(folder)) == 5 and os.path.getsize(folder + ".gif") > 0
+    rec = json.load(open(os.path.join(folder, "zoom.json")))
+    assert rec["note"] == {"model": str(nsfw_dir)} and rec["mean"] == [104, 117, 123]
+    # the trained net's dream, not the picture zoomed: frame 0 differs from the input
+    first = np.asarray(Image.open(os.path.join(folder, "0000.png")), dtype=np.int16)
+    assert np.abs(first - np.asarray(Image.open(str(small / "cat.png")), dtype=np.int16)).mean() > 0.5
+
+    code, _, err = interrupt_after(
+        ["zoom", str(small / "cat.png"), *zoom, "-o", part, "--copy"], "frame 1/", tag
+    )
+    assert code == 130, err
+    pfolder = os.path.join(part, f"cat-zoom-{NET_LAYER}")
+    assert 1 <= len(frames_of(pfolder)) < 5
+    other = nsfw_dir.parent / "other"
+    other.mkdir(exist_ok=True)
+    r = ddctl("zoom", pfolder, "--resume", "--model", str(other), "-o", part, "--image", dream_image, tag=tag)
+    assert r.returncode == 2 and f"made with --model {nsfw_dir}, not --model {other}" in r.stderr
+    r = ddctl(
+        "zoom", str(small / "cat.png"), "--resume", "-o", part, "--image", dream_image, "--copy", tag=tag
+    )
+    assert r.returncode == 0, r.stderr
+    assert frames_of(pfolder) == frames_of(folder)
+    assert not containers_of(docker_client, tag)
+
+
+def sheet_cells(path, n, h=96, w=128):
+    sheet = np.asarray(Image.open(path).convert("RGB"))
+    cols = int(np.ceil(np.sqrt(n)))
+    strip = max(11, min(24, w // 16)) + 10
+    return [
+        sheet[4 + (k // cols) * (h + strip + 4) :][:h, 4 + (k % cols) * (w + 4) :][:, :w] for k in range(n)
+    ]
+
+
+@pytest.mark.parametrize("copy", [False, True], ids=["mount", "copy"])
+def test_a_guided_sheet_on_a_trained_model(docker_client, dream_image, nsfw_dir, small, tmp_path, tag, copy):
+    out = str(tmp_path / "dreams")
+    layers = f"{NET_LAYER},{NET_LAYER}:7"
+    args = ["1", "1", "--model", str(nsfw_dir), "--seed", "5", "--image", dream_image, "-o", out]
+    args += ["--copy"] if copy else []
+    t0 = int(time.time())
+    r = ddctl(
+        "sheet",
+        str(small / "cat.png"),
+        "--layers",
+        NET_LAYER,
+        "--guide",
+        str(small / "guide.png"),
+        *args,
+        tag=tag,
+    )
+    assert r.returncode == 0, r.stderr
+    guided = last_line(r.stdout)
+    assert guided == os.path.join(out, "cat-sheet-1-cells-guided-i1-o1.png")
+    # one listing container (the model checked before the sheet's) and the sheet's
+    assert creates(docker_client, tag, t0) <= 2
+    r = ddctl("sheet", str(small / "cat.png"), "--layers", layers, *args, tag=tag)
+    assert r.returncode == 0, r.stderr
+    plain = last_line(r.stdout)
+    assert f"cell 2/2  {NET_LAYER}:7" in r.stderr
+    g, (p, ch) = sheet_cells(guided, 1)[0], sheet_cells(plain, 2)
+    # same seed, same layer: only the guide (or the channel objective) makes them differ
+    assert np.abs(g.astype(int) - p.astype(int)).mean() > 0.2
+    assert np.abs(ch.astype(int) - p.astype(int)).mean() > 0.2
+
+
+def test_a_bad_model_or_a_missing_guide_is_refused_before_any_container(
+    docker_client, dream_image, small, tmp_path, tag
+):
+    out = tmp_path / "dreams"
+    empty = tmp_path / "empty_net"
+    empty.mkdir()
+    (empty / "deploy.prototxt").write_text("name: 'x'\n")
+    t0 = int(time.time())
+    pic = str(small / "cat.png")
+    for args, words in [
+        (["zoom", pic, "--model", str(empty)], "holds no .caffemodel"),
+        (["zoom", pic, "--guide", str(tmp_path / "none.png")], "none.png: no such file"),
+        (["sheet", pic, "--layers", "all", "--model", str(tmp_path / "nonet")], "no such folder"),
+        (["sheet", pic, "--layers", "all", "--guide", str(tmp_path / "none.png")], "none.png: no such file"),
+        (["sheet", pic, "--layers", "all", "--channels", "conv1/7x7_s2:0-3"], "not both"),
+    ]:
+        r = ddctl(*args, "-o", str(out), "--image", dream_image, "--no-build", tag=tag)
+        said = [line for line in r.stderr.splitlines() if line.startswith("ddctl:")]  # after "input: ..."
+        assert r.returncode == 2 and len(said) == 1 and words in said[0] and "Traceback" not in r.stderr, (
+            r.stderr
+        )
+        assert not out.exists() or os.listdir(str(out)) == []
+    assert creates(docker_client, tag, t0) == 0
