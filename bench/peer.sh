@@ -4,8 +4,9 @@
 # First use makes bench/.venv with torch and torchvision (the bench's own, never ddctl's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-IMAGE="${1:-ddctl/deepdream:latest}"; shift || true
-[ "${1:-}" = "--" ] && shift
+IMAGE=ddctl/deepdream:latest
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then IMAGE=$1; shift; fi
+if [ $# -gt 0 ] && [ "$1" = "--" ]; then shift; fi
 if [ ! -x bench/.venv/bin/python ]; then
   python3 -m venv bench/.venv
   bench/.venv/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1

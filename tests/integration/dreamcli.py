@@ -46,47 +46,74 @@ def ddctl(*args, tag=None, env=None, cwd=None, timeout=600):
     )
 
 
-def interrupt_after(args, ready, tag, timeout=300, while_running=None):
-    """Run `ddctl ARGS`, wait for a stderr line starting with `ready` (stderr is read by a
-    thread, so the deadline is real: a readline() on the pipe would block past it), call
-    while_running(), then Ctrl-C (SIGINT). -> (exit code, stdout, stderr)."""
-    proc = subprocess.Popen(
+class StderrReader:
+    """The stderr lines of a running ddctl, read by a thread so that a deadline is real (a
+    readline() on the pipe would block past it)."""
+
+    def __init__(self, proc):
+        self.proc = proc
+        self.seen: list = []
+        self._lines: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(
+            target=lambda: [self._lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True
+        )
+        self._thread.start()
+
+    def wait_for(self, ready, timeout):
+        """Block until a line starting with `ready` came; fail the test if ddctl ended first or
+        `timeout` seconds passed."""
+        deadline = time.monotonic() + timeout
+        while not any(line.startswith(ready) for line in self.seen):
+            if self.proc.poll() is not None and self._lines.empty():
+                pytest.fail(f"ddctl ended (exit {self.proc.returncode}) before `{ready}`:\n" + self.text())
+            try:
+                self.seen.append(self._lines.get(timeout=max(0.1, min(1.0, deadline - time.monotonic()))))
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"no `{ready}` line within {timeout} s:\n" + self.text())
+
+    def rest(self):
+        """Every line, once ddctl has ended."""
+        self._thread.join(timeout=10)
+        while not self._lines.empty():
+            self.seen.append(self._lines.get_nowait())
+        return self.text()
+
+    def text(self):
+        return "".join(self.seen)
+
+
+def popen(args, env):
+    """`python -m ddctl ARGS` started with pipes for stdout and stderr, in the checkout."""
+    return subprocess.Popen(
         [sys.executable, "-m", "ddctl", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=full_env(env_for(tag)),
+        env=env,
         cwd=ROOT,
     )
-    lines: queue.Queue = queue.Queue()
-    seen: list = []
-    reader = threading.Thread(
-        target=lambda: [lines.put(x) for x in iter(proc.stderr.readline, "")], daemon=True
-    )
-    reader.start()
+
+
+def interrupt_after(args, ready, tag, timeout=300, while_running=None, sig=signal.SIGINT, env=None):
+    """Run `ddctl ARGS`, wait (really: at most `timeout` s) for a stderr line starting with
+    `ready`, call while_running(proc), then send `sig` (Ctrl-C's SIGINT by default).
+    -> (exit code, stdout, stderr)."""
+    proc = popen(args, env or full_env(env_for(tag)))
+    reader = StderrReader(proc)
     try:
-        deadline = time.monotonic() + timeout
-        while not any(line.startswith(ready) for line in seen):
-            if proc.poll() is not None and lines.empty():
-                pytest.fail(f"ddctl ended (exit {proc.returncode}) before `{ready}`:\n" + "".join(seen))
-            try:
-                seen.append(lines.get(timeout=max(0.1, min(1.0, deadline - time.monotonic()))))
-            except queue.Empty:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no `{ready}` line within {timeout} s:\n" + "".join(seen))
+        reader.wait_for(ready, timeout)
         if while_running is not None:
-            while_running()
-        proc.send_signal(signal.SIGINT)
+            while_running(proc)
+        proc.send_signal(sig)
         proc.wait(timeout=120)
         out = proc.stdout.read()
-        reader.join(timeout=10)
-        while not lines.empty():
-            seen.append(lines.get_nowait())
+        err = reader.rest()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return proc.returncode, out, "".join(seen)
+    return proc.returncode, out, err
 
 
 def last_line(text):

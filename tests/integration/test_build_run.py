@@ -286,7 +286,7 @@ def test_ctrl_c_stops_and_removes_the_container_and_keeps_the_folder(
         "step 2/",
         tag,
         timeout=180,
-        while_running=lambda: running.append(len(containers_of(docker_client, tag))),
+        while_running=lambda proc: running.append(len(containers_of(docker_client, tag))),
     )
     assert running == [1]  # it was running when Ctrl-C came
     assert code == 130, err_text

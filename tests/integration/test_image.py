@@ -207,8 +207,9 @@ def test_engine_dreams_a_small_picture(docker_client, dream_image, images_dir):
     ],
 )
 def test_engine_equals_the_notebook(docker_client, dream_image, layer, jitter, seed):
-    """engine.dream + engine.caffe_net give the notebook transcription's picture (on a
-    force_backward caffe.Classifier) pixel for pixel, within rounding."""
+    """engine.dream + engine.caffe_net, with its own convolutions, pooling and LRN, give the
+    notebook transcription's picture (on a force_backward caffe.Classifier) bit for bit:
+    the float picture, not only the uint8 one."""
     code, out, err = run_in_image(
         docker_client,
         dream_image,
@@ -219,7 +220,8 @@ def test_engine_equals_the_notebook(docker_client, dream_image, layer, jitter, s
     assert code == 0, out + err
     result = json.loads(out.strip().splitlines()[-1])
     assert result["changed"] > 0.5  # the dream did change the picture
-    assert result["max_diff"] <= 1, result
+    assert result["max_diff"] == 0 and result["float_equal"], result
+    assert result["caffe_convolutions"] == 0 and result["python_layers"] > 10, result  # the fast path ran
 
 
 def test_shape_rules_match_caffe(docker_client, dream_image):

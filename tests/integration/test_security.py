@@ -3,10 +3,17 @@ locked down. Everything created carries the session's io.ddctl.test label and is
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
-from dockertest import TEST_LABEL
+from dockertest import TEST_LABEL, TEST_LABEL_FILTER, TEST_LABELS_ENV
+from dreamcli import StderrReader, interrupt_after, popen
+from image_fixtures import REPO
 from PIL import Image
 
 PLANTED = "planted code ran"
@@ -86,14 +93,6 @@ def test_a_weights_url_secret_is_not_in_labels_nor_history(docker_client, dream_
 
 # -----------------------------------------------------------------------------
 # through ddctl: the dream container's lock-down, planted code, kill -9
-
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-from dockertest import TEST_LABEL_FILTER, TEST_LABELS_ENV  # noqa: E402
-from image_fixtures import REPO  # noqa: E402
 
 
 def ddctl_env(**extra):
@@ -177,22 +176,13 @@ def test_kill_9_of_ddctl_leaves_no_dream_behind(docker_client, dream_image, tmp_
     removes the temp folder the killed run left and reports nothing else left."""
     big_picture(tmp_path / "big.png")
     out = tmp_path / "out"
-    p = subprocess.Popen(
-        [sys.executable, "-m", "ddctl", "run", str(tmp_path / "big.png"), "inception_4c/output", "30", "3"]
-        + ["--image", dream_image, "-o", str(out)],
-        env=ddctl_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    p = popen(
+        ["run", str(tmp_path / "big.png"), "inception_4c/output", "30", "3", "--image", dream_image]
+        + ["-o", str(out)],
+        ddctl_env(),
     )
     try:
-        deadline = time.monotonic() + 600
-        line = ""
-        while time.monotonic() < deadline:
-            line = p.stderr.readline()
-            if line.startswith("step ") or not line:
-                break
-        assert line.startswith("step "), "the dream did not start: " + line
+        StderrReader(p).wait_for("step ", timeout=600)  # a real deadline
         assert run_containers(docker_client)
         leftover_tmp = [d for d in os.listdir("/tmp") if d.startswith(f"ddctl-{p.pid}-")]
         os.kill(p.pid, signal.SIGKILL)
@@ -220,26 +210,11 @@ def test_kill_9_of_ddctl_leaves_no_dream_behind(docker_client, dream_image, tmp_
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_do_what_ctrl_c_does(docker_client, dream_image, tmp_path, sig):
     big_picture(tmp_path / "big.png")
-    p = subprocess.Popen(
-        [sys.executable, "-m", "ddctl", "run", str(tmp_path / "big.png"), "inception_4c/output", "30", "3"]
-        + ["--image", dream_image, "-o", str(tmp_path / "out")],
-        env=ddctl_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    args = ["run", str(tmp_path / "big.png"), "inception_4c/output", "30", "3", "--image", dream_image]
+    code, _, err = interrupt_after(
+        [*args, "-o", str(tmp_path / "out")], "step ", None, timeout=600, sig=sig, env=ddctl_env()
     )
-    try:
-        while True:
-            line = p.stderr.readline()
-            if line.startswith("step ") or not line:
-                break
-        p.send_signal(sig)
-        rest = p.stderr.read()
-        p.wait(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert p.returncode == 130 and "interrupted" in rest and "Traceback" not in rest
+    assert code == 130 and "interrupted" in err and "Traceback" not in err
     assert not run_containers(docker_client)
 
 
@@ -271,7 +246,7 @@ def test_an_engine_whose_ddctl_vanished_stops_by_itself(docker_client, dream_ima
         c.reload()
         assert c.status == "running"
         raw = getattr(sock, "_sock", sock)  # the SDK hands a SocketIO around the socket
-        raw.shutdown(__import__("socket").SHUT_RDWR)  # what the kernel does when ddctl is killed
+        raw.shutdown(socket.SHUT_RDWR)  # what the kernel does when ddctl is killed
         raw.close()
         c.wait(timeout=30)
         c.reload()
@@ -313,7 +288,7 @@ def test_doctor_reports_and_fixes_a_leftover(docker_client, dream_image, tmp_pat
     settings = containers.engine_settings(
         "run", "leftover", ["--list-layers"], TEST_LABEL, client=docker_client
     )
-    settings["labels"][containers.OWNER_LABEL] = f"{__import__('socket').gethostname()}:{dead.pid}:1"
+    settings["labels"][containers.OWNER_LABEL] = f"{socket.gethostname()}:{dead.pid}:1"
     c = containers.create(docker_client, dream_image, **settings)
     try:
         r = subprocess.run(

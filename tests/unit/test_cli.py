@@ -197,3 +197,21 @@ def test_swarm_run_checks_numbers_against_the_engines_limits(tmp_path, option, v
     assert r.returncode == 2 and f"argument {option}: must be" in r.stderr and "Docker" not in r.stderr, (
         r.stderr
     )
+
+
+def test_a_fetched_urls_secrets_are_not_on_the_input_line(http_server, tmp_path):
+    """The picture is fetched for real (user:password and a token in the URL); the `input:`
+    line and the Docker error after it show neither, only the redacted address."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    png = BytesIO()
+    Image.new("RGB", (64, 48), (10, 200, 30)).save(png, "PNG")
+    server = http_server({"/cat.png?token=t0ps3cret": png.getvalue()})
+    url = server.url.replace("http://", "http://alice:s3cr3tpw@") + "/cat.png?token=t0ps3cret"
+    r = ddctl("run", url, "-o", str(tmp_path), env=NO_DAEMON)
+    shown = r.stdout + r.stderr
+    assert r.returncode == 1 and "Docker is not answering" in r.stderr, shown
+    assert "input: http://***@127.0.0.1:" in r.stderr and "/cat.png?token=*** (64x48 PNG)" in r.stderr
+    assert "s3cr3tpw" not in shown and "t0ps3cret" not in shown and "alice" not in shown
