@@ -11,9 +11,11 @@ import collections
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional
 
+from docker import DockerClient
 from docker.errors import APIError, ImageNotFound
+from docker.models.images import Image
 
 from ddctl import __version__
 from ddctl.client import explain
@@ -73,20 +75,20 @@ class StreamParser:
     {"errorDetail": {"message": "..."}, "error": "..."}.
     """
 
-    def __init__(self, tail=TAIL_LINES):
+    def __init__(self, tail: int = TAIL_LINES) -> None:
         self.step = 0
         self.steps_total = 0
         self.step_text = ""
         self.tail: collections.deque[str] = collections.deque(maxlen=tail)
-        self.image_id = None
-        self.error = None
-        self.weights_failure = None
+        self.image_id: Optional[str] = None
+        self.error: Optional[str] = None
+        self.weights_failure: Optional[str] = None
         self._partial = ""
 
-    def _ev(self, kind, **kw):
+    def _ev(self, kind: str, **kw: Any) -> BuildEvent:
         return BuildEvent(kind, step=self.step, steps_total=self.steps_total, **kw)
 
-    def feed(self, chunk):
+    def feed(self, chunk: Any) -> list[BuildEvent]:
         """A list of BuildEvents for one decoded chunk."""
         events: list[BuildEvent] = []
         if not isinstance(chunk, dict):
@@ -116,14 +118,14 @@ class StreamParser:
             self.error = str(detail.get("message") or chunk.get("error") or "unknown error").strip()
         return events
 
-    def close(self):
+    def close(self) -> list[BuildEvent]:
         """Events for a last line that had no newline."""
         if self._partial:
             line, self._partial = self._partial, ""
             return self._line(line)
         return []
 
-    def _line(self, line):
+    def _line(self, line: str) -> list[BuildEvent]:
         line = _ANSI_RE.sub("", line)
         m = _STEP_RE.match(line)
         if m:
@@ -147,7 +149,7 @@ class StreamParser:
             events.append(self._ev("download", text="weights", current=int(m.group(1)), total=total))
         return events
 
-    def failure(self):
+    def failure(self) -> BuildFailed:
         """The DdctlError for a failed build: the step, then its last lines."""
         where = (
             f"step {self.step}/{self.steps_total} ({one_line(self.step_text, 60)})"
@@ -168,7 +170,9 @@ class StreamParser:
         return BuildFailed(head)
 
 
-def ensure_base_images(client, root, on_event=None):
+def ensure_base_images(
+    client: DockerClient, root: str, on_event: Optional[Callable[[BuildEvent], None]] = None
+) -> None:
     """Use each FROM image as it is when present; pull it only when absent."""
     for image in dockerfile_bases(root):
         try:
@@ -190,12 +194,12 @@ def ensure_base_images(client, root, on_event=None):
 
 
 def build_image(
-    client,
+    client: DockerClient,
     tag: str = DEFAULT_TAG,
     weights: Optional[WeightsChoice] = None,
     nocache: bool = False,
     labels: Optional[dict] = None,
-    on_event=None,
+    on_event: Optional[Callable[[BuildEvent], None]] = None,
     root: Optional[str] = None,
 ) -> "BuildSummary":
     """Build the image; on_event(BuildEvent) for progress; returns a BuildSummary.
@@ -246,7 +250,7 @@ def build_image(
     return summarize(client.images.get(tag), tag, time.monotonic() - started)
 
 
-def summarize(image, tag, seconds=0.0):
+def summarize(image: Image, tag: str, seconds: float = 0.0) -> BuildSummary:
     labels = labels_of(image)
     return BuildSummary(
         tag=tag,
@@ -259,8 +263,9 @@ def summarize(image, tag, seconds=0.0):
     )
 
 
-def human_size(n):
+def human_size(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000.0
+    raise AssertionError("unreachable: the loop returns at GB")  # for mypy's return check

@@ -13,6 +13,7 @@ with, and this needs only the wire format's varints, not the messages.
 """
 
 import os
+from typing import BinaryIO
 
 from ddctl.errors import UsageError
 
@@ -25,7 +26,7 @@ class NotWeights(ValueError):
     """Why the bytes are not a NetParameter, in a few words."""
 
 
-def _varint(f) -> int:
+def _varint(f: BinaryIO) -> int:
     shift = value = 0
     while True:
         b = f.read(1)
@@ -39,7 +40,7 @@ def _varint(f) -> int:
             raise NotWeights("a number of more than 64 bits")
 
 
-def _text(f) -> bool:
+def _text(f: BinaryIO) -> bool:
     """The file's first bytes read as text (a prototxt, notes): said, as the likeliest mix-up."""
     f.seek(0)
     head = f.read(512).decode("utf-8", "ignore")

@@ -16,6 +16,7 @@ import errno
 import json
 import os
 import ssl
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -51,11 +52,11 @@ class Endpoint:
     conflicts: list = field(default_factory=list)  # sentences about ignored settings
 
     @property
-    def is_local_socket(self):
+    def is_local_socket(self) -> bool:
         return self.host.startswith(("unix://", "npipe://"))
 
 
-def _context_endpoint(name, source):
+def _context_endpoint(name: str, source: str) -> Endpoint:
     try:
         ctx = ContextAPI.get_context(name)
     except Exception as exc:  # the SDK raises bare Exceptions for broken metadata
@@ -71,7 +72,7 @@ def _context_endpoint(name, source):
     return Endpoint(host=host, source=source, context=name, tls=ctx.TLSConfig)
 
 
-def resolve_endpoint(env=None) -> Endpoint:
+def resolve_endpoint(env: Optional[Mapping[str, str]] = None) -> Endpoint:
     """Return the Endpoint in effect for this environment (no network traffic)."""
     env = os.environ if env is None else env
     conflicts = []
@@ -101,7 +102,7 @@ def resolve_endpoint(env=None) -> Endpoint:
     return ep
 
 
-def make_client(endpoint=None, timeout=60):
+def make_client(endpoint: Optional[Endpoint] = None, timeout: float = 60) -> docker.DockerClient:
     """A docker.DockerClient for the endpoint in effect (it asks the daemon its API version).
 
     SDK errors propagate (DOCKER_ERRORS); the CLI's boundary or the doctor words them.
@@ -132,18 +133,18 @@ def make_client(endpoint=None, timeout=60):
     return client
 
 
-def api_version_key(version):
+def api_version_key(version: object) -> tuple[int, ...]:
     """'1.41' -> (1, 41), for comparing Docker API versions ('?' -> ())."""
     return tuple(int(x) for x in str(version).split(".") if x.isdigit())
 
 
-def _ca_file(tls):
+def _ca_file(tls: object) -> Optional[str]:
     """The CA file a TLSConfig verifies the daemon with, if any."""
     ca = getattr(tls, "ca_cert", None) if tls else None
     return ca if isinstance(ca, str) and getattr(tls, "verify", False) else None
 
 
-def _chain(exc):
+def _chain(exc: Optional[BaseException]) -> list[BaseException]:
     """exc and every exception it was raised from, outermost first."""
     seen = []
     while exc is not None and exc not in seen:
@@ -152,7 +153,7 @@ def _chain(exc):
     return seen
 
 
-def explain(exc, ep=None) -> str:
+def explain(exc: BaseException, ep: Optional[Endpoint] = None) -> str:
     """One sentence saying what went wrong talking to `ep.host` (default: the endpoint in
     effect) and what to do next."""
     ep = ep or _endpoint_for_words()
@@ -231,7 +232,7 @@ def explain(exc, ep=None) -> str:
     return f"Docker at {where} failed: {one_line(text)}. {DOCTOR_HINT}"
 
 
-def _endpoint_for_words():
+def _endpoint_for_words() -> Endpoint:
     """The endpoint to name in a sentence (no network traffic; never raises)."""
     try:
         return resolve_endpoint()
@@ -240,7 +241,7 @@ def _endpoint_for_words():
 
 
 @contextlib.contextmanager
-def handle_connection_errors():
+def handle_connection_errors() -> Iterator[None]:
     """Turn SDK and connection errors raised inside the block into one DockerUnavailable sentence.
 
     Used once, around the command (ddctl/cli.py); DdctlErrors pass through unchanged.

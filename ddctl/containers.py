@@ -25,9 +25,14 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from typing import Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Optional
 
 from ddctl.errors import UsageError
+
+if TYPE_CHECKING:  # annotations only: the Reaper starts without importing docker
+    import docker
+    from docker.models.containers import Container
 
 RUN_LABEL = "io.ddctl.run"  # on every container of a ddctl run (README "Labels")
 OWNER_LABEL = "io.ddctl.owner"  # <host>:<pid>:<start time> of the ddctl that made it
@@ -64,7 +69,9 @@ def human_bytes(n: int) -> str:
     return f"{n / (1 << 30):.1f} GB" if n >= 1 << 30 else f"{n >> 20} MB"
 
 
-def memory_limit(env=None, client=None) -> int:
+def memory_limit(
+    env: Optional[Mapping[str, str]] = None, client: "Optional[docker.DockerClient]" = None
+) -> int:
     """The dream container's memory limit in bytes: DDCTL_MEMORY (e.g. 6g) when set;
     otherwise DEFAULT_MEMORY (4 GB), or 75% of the daemon's memory (`docker info`
     MemTotal, the VM's on Docker Desktop) when that is less."""
@@ -83,7 +90,7 @@ def memory_limit(env=None, client=None) -> int:
     return limit
 
 
-def lockdown(client, memory: Optional[int] = None) -> dict:
+def lockdown(client: "Optional[docker.DockerClient]", memory: Optional[int] = None) -> dict:
     """create() arguments that lock a container down (every engine container gets them)."""
     mem = memory or memory_limit(client=client)
     return dict(
@@ -151,7 +158,7 @@ def owner_alive(owner: str) -> Optional[bool]:
     return not started or _start_time(pid) in ("", started)
 
 
-def leftovers(client) -> list:
+def leftovers(client: "docker.DockerClient") -> list:
     """Containers of ddctl runs whose ddctl is gone (killed): made on this machine by a
     process that no longer exists. Containers without an owner label (another tool, an
     older ddctl) are never touched; with DDCTL_LABELS set, only those carrying them."""
@@ -164,7 +171,7 @@ def leftovers(client) -> list:
     return found
 
 
-def remove_leftovers(client, containers_too: bool = True) -> tuple[list, list]:
+def remove_leftovers(client: "docker.DockerClient", containers_too: bool = True) -> tuple[list, list]:
     """Remove what killed runs left: their containers (with their anonymous volumes) and
     this user's temp folders ddctl-<pid>-* of dead processes. ([names], [folders])."""
     names = []
@@ -199,7 +206,7 @@ def stale_temp_folders() -> list:
     return found
 
 
-def temp_folder():
+def temp_folder() -> "tempfile.TemporaryDirectory[str]":
     """A TemporaryDirectory named ddctl-<pid>-XXXX (a killed run's is found by its pid)."""
     return tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-")
 
@@ -211,7 +218,7 @@ class Reaper:
     It reads its stdin, a pipe from ddctl: at EOF without the word "done" first, it
     removes the container (force, with its anonymous volumes)."""
 
-    def __init__(self, container_id: str):
+    def __init__(self, container_id: str) -> None:
         self.proc = None
         with contextlib.suppress(OSError):
             self.proc = subprocess.Popen(
@@ -247,7 +254,7 @@ def _reap(container_id: str) -> int:
     return 0
 
 
-def extra_labels(env=None) -> dict[str, str]:
+def extra_labels(env: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     """Labels from DDCTL_LABELS="k=v,k2=v2", put on everything ddctl creates (tests use it)."""
     env = os.environ if env is None else env
     labels = {}
@@ -284,7 +291,7 @@ def engine_settings(
     labels: Optional[dict] = None,
     memory: Optional[int] = None,
     *,
-    client,
+    client: "Optional[docker.DockerClient]",
 ) -> dict:
     """create() arguments for a container running the engine: `ddctl-<kind>-<run_id>`,
     locked down (lockdown(client): the daemon's memory sets the limit), never uid 0,
@@ -298,12 +305,14 @@ def engine_settings(
     )
 
 
-def create(client, image, **create_kwargs):
+def create(client: "docker.DockerClient", image: str, **create_kwargs: Any) -> "Container":
     """client.containers.create(image, ...): the one place ddctl makes a container."""
     return client.containers.create(image, **create_kwargs)
 
 
-def run_to_completion(client, image, timeout=None, **create_kwargs):
+def run_to_completion(
+    client: "docker.DockerClient", image: str, timeout: Optional[float] = None, **create_kwargs: Any
+) -> tuple[int, str, str]:
     """Run `image` once and return (exit status, stdout text, stderr text).
 
     The container is removed whatever happens (an error, Ctrl-C), so a helper run never

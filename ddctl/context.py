@@ -11,6 +11,8 @@ import io
 import os
 import sys
 import tarfile
+from collections.abc import Sequence
+from typing import Optional
 
 from ddctl.errors import DdctlError, UsageError
 
@@ -22,7 +24,7 @@ _SKIP_DIRS = {"__pycache__", ".pytest_cache"}
 _SKIP_SUFFIXES = (".pyc", ".pyo", ".caffemodel")  # weights only enter via --weights PATH
 
 
-def candidate_roots():
+def candidate_roots() -> list[str]:
     """Where a build context may be, in the order they are tried."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     roots = [here]  # a checkout: repo root next to ddctl/
@@ -32,7 +34,8 @@ def candidate_roots():
         os.path.join(os.path.expanduser("~"), ".local"),
     ):
         roots.append(os.path.join(prefix, "share", "ddctl"))  # setup.py data_files
-    seen, out = set(), []
+    seen: set[str] = set()
+    out: list[str] = []
     for r in roots:
         if r not in seen:
             seen.add(r)
@@ -40,7 +43,7 @@ def candidate_roots():
     return out
 
 
-def find_context(roots=None):
+def find_context(roots: Optional[Sequence[str]] = None) -> str:
     """The first folder holding a Dockerfile and engine/; DdctlError when none does."""
     roots = candidate_roots() if roots is None else roots
     for root in roots:
@@ -53,7 +56,7 @@ def find_context(roots=None):
     )
 
 
-def context_files(root):
+def context_files(root: str) -> list[tuple[str, str]]:
     """(absolute path, name in the tar) for each file of the context, sorted."""
     files = []
     for name in CONTEXT_FILES:
@@ -72,7 +75,7 @@ def context_files(root):
     return files
 
 
-def _add(tar, path, arcname):
+def _add(tar: tarfile.TarFile, path: str, arcname: str) -> None:
     info = tar.gettarinfo(path, arcname)
     info.uid = info.gid = 0
     info.uname = info.gname = "root"
@@ -84,7 +87,7 @@ def _add(tar, path, arcname):
         tar.addfile(info)
 
 
-def build_context_tar(root=None, weights_path=None):
+def build_context_tar(root: Optional[str] = None, weights_path: Optional[str] = None) -> io.BytesIO:
     """The context as a gzip tar in memory (rewound), ready for `api.build(fileobj=...)`."""
     root = root or find_context()
     buf = io.BytesIO()
@@ -102,7 +105,7 @@ def build_context_tar(root=None, weights_path=None):
     return buf
 
 
-def dockerfile_bases(root):
+def dockerfile_bases(root: str) -> list[str]:
     """The images the Dockerfile starts FROM (build stages excluded, ARG defaults applied)."""
     args: dict[str, str] = {}
     stages: set[str] = set()

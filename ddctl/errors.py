@@ -5,8 +5,10 @@ that says what happened and what to do next; the CLI prints it on stderr and exi
 `exit_code`, with no traceback unless --debug is given.
 """
 
+from typing import Optional
 
-def one_line(text, limit=300):
+
+def one_line(text: object, limit: int = 300) -> str:
     """text on one line (white space folded), cut to `limit` characters with an ellipsis."""
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -15,13 +17,13 @@ def one_line(text, limit=300):
 class DdctlError(Exception):
     exit_code = 1
 
-    def __init__(self, message, exit_code=None):
+    def __init__(self, message: str, exit_code: Optional[int] = None) -> None:
         super().__init__(message)
         self.message = message
         if exit_code is not None:
             self.exit_code = exit_code
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.message
 
 

@@ -15,7 +15,9 @@ import threading
 import time
 import urllib.parse
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Optional
 
 import requests
 from PIL import Image, UnidentifiedImageError
@@ -54,19 +56,19 @@ class Picture:
     source: str  # what the user gave
 
     @property
-    def filename(self):
+    def filename(self) -> str:
         return self.stem + _EXT.get(self.format, os.path.splitext(self.path)[1] or ".img")
 
 
-def is_url(source):
+def is_url(source: str) -> bool:
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", source))
 
 
-def _mb(n):
+def _mb(n: float) -> str:
     return f"{n / 1e6:.0f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
 
 
-def _sniff(head, content_type=""):
+def _sniff(head: bytes, content_type: str = "") -> str:
     """What the bytes look like when they are not a picture: 'an HTML page', 'text', ..."""
     low = head[:1024].lstrip().lower()
     if (
@@ -88,7 +90,9 @@ def _sniff(head, content_type=""):
     return f"not a picture ({kind})" if kind and not kind.startswith("image/") else "not a picture"
 
 
-def verify_picture(path, label, content_type="", max_pixels=MAX_PIXELS):
+def verify_picture(
+    path: str, label: str, content_type: str = "", max_pixels: int = MAX_PIXELS
+) -> tuple[int, int, str]:
     """(width, height, format) of the picture at path; UsageError in one sentence otherwise."""
     try:
         with warnings.catch_warnings():
@@ -134,11 +138,11 @@ def verify_picture(path, label, content_type="", max_pixels=MAX_PIXELS):
     return w, h, fmt
 
 
-def _one_line(exc):
+def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
-def open_local(path):
+def open_local(path: str) -> Picture:
     """A Picture for a local file, verified."""
     full = os.path.abspath(os.path.expanduser(path))
     if not os.path.exists(full):
@@ -151,18 +155,18 @@ def open_local(path):
     return Picture(path=full, stem=safe_stem(full), width=w, height=h, format=fmt, source=path)
 
 
-def max_download_bytes(env=None):
+def max_download_bytes(env: Optional[Mapping[str, str]] = None) -> int:
     """DDCTL_MAX_DOWNLOAD_MB (default 50) in bytes."""
     return env_number("DDCTL_MAX_DOWNLOAD_MB", MAX_MB, 1, 100_000, env) * 1000 * 1000
 
 
-def check_settings(env=None):
+def check_settings(env: Optional[Mapping[str, str]] = None) -> None:
     """Refuse a bad DDCTL_MAX_DOWNLOAD_MB / DDCTL_DOWNLOAD_TIMEOUT before anything else."""
     max_download_bytes(env)
     download_deadline(env)
 
 
-def download_deadline(env=None):
+def download_deadline(env: Optional[Mapping[str, str]] = None) -> int:
     """DDCTL_DOWNLOAD_TIMEOUT (default 300): seconds a whole download may take."""
     return env_number("DDCTL_DOWNLOAD_TIMEOUT", TOTAL_TIMEOUT, 1, 86_400, env)
 
@@ -171,22 +175,22 @@ class _Transfer:
     """One download, run in a worker thread so that the total deadline holds whatever the
     server does (one byte every few seconds never ends a blocking read)."""
 
-    def __init__(self, session, url, tmp, max_bytes, shown):
+    def __init__(self, session: requests.Session, url: str, tmp: str, max_bytes: int, shown: str) -> None:
         self.session, self.url, self.tmp, self.max_bytes, self.shown = session, url, tmp, max_bytes, shown
-        self.response = None
+        self.response: Optional[requests.Response] = None
         self.headers_seen = False
         self.got = 0
         self.cancelled = False
-        self.error = None
-        self.result = None
+        self.error: Optional[BaseException] = None
+        self.result: Optional[tuple[str, str]] = None
 
-    def __call__(self):
+    def __call__(self) -> None:
         try:
             self.result = self._get()
         except BaseException as exc:  # handed to the main thread
             self.error = exc
 
-    def _get(self):
+    def _get(self) -> Optional[tuple[str, str]]:
         url, shown, max_bytes = self.url, self.shown, self.max_bytes
         with self.session.get(
             url,
@@ -229,7 +233,7 @@ class _Transfer:
                 raise UsageError(f"{shown} was cut off after {self.got} of {length} bytes: try again.")
             return content_type, r.url
 
-    def abort(self):
+    def abort(self) -> None:
         """Stop the worker: shut its socket down so that a blocked read returns at once."""
         self.cancelled = True
         r = self.response
@@ -243,7 +247,14 @@ class _Transfer:
                 r.close()
 
 
-def download(url, dest_dir, max_bytes=None, max_pixels=MAX_PIXELS, session=None, deadline=None):
+def download(
+    url: str,
+    dest_dir: str,
+    max_bytes: Optional[int] = None,
+    max_pixels: int = MAX_PIXELS,
+    session: Optional[requests.Session] = None,
+    deadline: Optional[float] = None,
+) -> Picture:
     """Fetch url into dest_dir; a verified Picture, or one sentence why not.
 
     Never shows the URL's user:password nor its query values (redact_url)."""
@@ -293,7 +304,9 @@ def download(url, dest_dir, max_bytes=None, max_pixels=MAX_PIXELS, session=None,
     return Picture(path=path, stem=stem, width=w, height=h, format=fmt, source=shown)
 
 
-def _explain(exc, job, shown, hidden, hostname):
+def _explain(
+    exc: BaseException, job: _Transfer, shown: str, hidden: list[str], hostname: Optional[str]
+) -> DdctlError:
     """The DdctlError for what went wrong in a download: one sentence, no secret."""
     if isinstance(exc, DdctlError):
         return exc
@@ -356,7 +369,7 @@ def _explain(exc, job, shown, hidden, hostname):
     return DdctlError(f"Downloading {shown} failed ({reason}).")
 
 
-def _reason(exc):
+def _reason(exc: BaseException) -> str:
     """The innermost useful words of a requests exception, whole (no cut mid-word)."""
     text = " ".join(str(exc).split())
     for pat in (
@@ -373,7 +386,7 @@ def _reason(exc):
     return one_line(text, 160)
 
 
-def get_picture(source, dest_dir, **kw):
+def get_picture(source: str, dest_dir: str, **kw: Any) -> Picture:
     """A verified Picture for a URL (downloaded into dest_dir) or a local file."""
     if is_url(source):
         return download(source, dest_dir, **kw)

@@ -10,7 +10,9 @@ import os
 import re
 from typing import Callable, Optional
 
+from docker import DockerClient
 from docker.errors import ImageNotFound
+from docker.models.images import Image
 
 from ddctl.caffemodel import check_weights_file
 from ddctl.errors import DdctlError, UsageError
@@ -36,12 +38,12 @@ _SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
 WeightsChoice = tuple[dict, Optional[str]]  # (build args, weights file to send or None)
 
 
-def labels_of(image) -> dict:
+def labels_of(image: Image) -> dict:
     """The labels of a docker Image (an empty dict when it has none)."""
     return (image.attrs.get("Config") or {}).get("Labels") or {}
 
 
-def weights_of(image) -> str:
+def weights_of(image: Image) -> str:
     """The io.ddctl.weights label of an image ('?' when it has none)."""
     return labels_of(image).get(WEIGHTS_LABEL, "?")
 
@@ -67,7 +69,7 @@ def check_tag(tag: str, option: str = "--tag") -> str:
     return tag
 
 
-def dream_image_or_refuse(image, tag: str):
+def dream_image_or_refuse(image: Image, tag: str) -> Image:
     """image when it is a ddctl dream image (label io.ddctl.image=deepdream); UsageError otherwise."""
     if labels_of(image).get(IMAGE_LABEL) != IMAGE_KIND:
         raise UsageError(
@@ -77,7 +79,7 @@ def dream_image_or_refuse(image, tag: str):
     return image
 
 
-def check_build_tag(client, tag: str) -> None:
+def check_build_tag(client: DockerClient, tag: str) -> None:
     """UsageError when `tag` names an image ddctl did not build (a base image, someone's
     app): the build would take that name from it."""
     try:
@@ -144,7 +146,7 @@ def weights_buildargs(
     }, path
 
 
-def _sha1(path):
+def _sha1(path: str) -> str:
     h = hashlib.sha1()
     try:
         with open(path, "rb") as f:
@@ -155,7 +157,7 @@ def _sha1(path):
     return h.hexdigest()
 
 
-def ensure_image(client, tag: str, build: Optional[Callable[[str], object]] = None):
+def ensure_image(client: DockerClient, tag: str, build: Optional[Callable[[str], object]] = None) -> Image:
     """The docker Image for `tag`; when absent, build(tag) makes it, or a sentence says how.
 
     SDK errors propagate (the CLI's error boundary words them).

@@ -8,7 +8,8 @@ allowed?); NaN and infinities are never allowed.
 import argparse
 import math
 import os
-from typing import Callable, Union
+from collections.abc import Mapping
+from typing import Callable, Optional, Union
 
 from ddctl.errors import UsageError
 
@@ -56,7 +57,7 @@ def check(name: str, text: str, label: str, zero_means_none: bool = False) -> Un
 def arg_type(name: str, label: str, zero_means_none: bool = False) -> Callable[[str], Union[int, float]]:
     """An argparse type for LIMITS[name]; argparse shows its sentence and exits 2."""
 
-    def parse(text):
+    def parse(text: str) -> Union[int, float]:
         try:
             return check(name, text, label, zero_means_none)
         except ValueError as exc:
@@ -80,7 +81,14 @@ def check_layer_name(layer: str) -> str:
     return layer
 
 
-def env_number(name, default, lo, hi, env=None, what="a whole number"):
+def env_number(
+    name: str,
+    default: int,
+    lo: int,
+    hi: int,
+    env: Optional[Mapping[str, str]] = None,
+    what: str = "a whole number",
+) -> int:
     """An int from the environment variable `name` (default when unset or empty).
 
     Read when used, never at import: a bad value is one sentence (UsageError), not a

@@ -8,6 +8,7 @@ path and query in their own forms).
 import re
 import urllib.parse
 from collections.abc import Iterable
+from typing import Optional
 
 MASK = "***"
 _URL_RE = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
@@ -18,7 +19,7 @@ _ROUGH = re.compile(
 )
 
 
-def _rough(url: str):
+def _rough(url: str) -> tuple[Optional[str], list[str]]:
     m = _ROUGH.match(url)
     if not m:
         return None, []

@@ -211,7 +211,10 @@ def setup(args, ui):
     _ep, client = connect(timeout=600)
     batch = SwarmBatch(client)
     node_id, nodes = batch.manager_node()
-    say = lambda text: ui.err.print(text, markup=False, highlight=False)  # noqa: E731
+
+    def say(text: str) -> None:
+        ui.err.print(text, markup=False, highlight=False)
+
     registry.ensure_registry(client, node_id, say)
     registry.wait_registry(client)
     others = {
