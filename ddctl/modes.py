@@ -19,12 +19,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from docker.errors import APIError, NotFound
 from docker.types import Mount
 
 from ddctl import containers
 from ddctl.client import Endpoint
-from ddctl.errors import DdctlError, Interrupted
+from ddctl.errors import Interrupted
 from ddctl.fetch import Picture
 from ddctl.image import DEFAULT_TAG
 from ddctl.run import container as life
@@ -107,9 +106,9 @@ def _run(client, image_id, job: ModeJob, mode, emit, labels) -> life.Outcome:
     run_id = containers.new_run_id()
     outcome = life.Outcome(run_id=run_id)
     # locked down like a dream (containers.engine_settings), stopped when ddctl is gone
-    command = ["--exit-with-stdin"] + list(job.command)
-    kwargs = containers.engine_settings(job.kind, run_id, command, labels, client=client)
-    kwargs.update(detach=False, tty=False, stdin_open=True)  # StdinOnce: see run/container.py
+    kwargs = life.stdin_watched(
+        containers.engine_settings(job.kind, run_id, list(job.command), labels, client=client)
+    )
     if mode == "mount":
         kwargs["mounts"] = [Mount(IMAGES, job.outdir, type="bind")]
         if job.picture is not None:
@@ -117,71 +116,26 @@ def _run(client, image_id, job: ModeJob, mode, emit, labels) -> life.Outcome:
                 Mount(source_in(job.picture), job.picture.path, type="bind", read_only=True)
             )
         kwargs["mounts"] += life.option_mounts(job.opts)
-    else:  # the root is read-only: the archive copy goes through two anonymous volumes
-        kwargs["mounts"] = [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
-    container, interrupted, reaper, stdin = None, False, None, None
+    else:
+        kwargs["mounts"] = life.copy_mounts()
+    # Ctrl-C with the archive copy: keep what the engine had written (a zoom resumes from it)
+    keep = (lambda c: copy_back(c, job.outdir, job.resume)) if mode == "copy" else None
     try:
-        try:
-            container = containers.create(client, image_id, **kwargs)
-        except APIError as exc:
-            if mode == "mount" and "bind source path does not exist" in str(exc):
-                raise life.BindUnavailable(str(exc))
-            raise
-        reaper = containers.Reaper(container.id)
-        stdin = life.attach_stdin(container)
-        emit("container", {"id": container.short_id, "run_id": run_id})
-        if mode == "copy":
-            life.send_input(container, job.picture, job.opts)
-            if job.resume:
-                container.put_archive(IMAGES, folder_archive(job.outdir, job.resume))
-        try:
+        with life.living(client, image_id, kwargs, mode, emit, run_id, keep) as container:
+            if mode == "copy":
+                life.send_input(container, job.picture, job.opts)
+                if job.resume:
+                    container.put_archive(IMAGES, folder_archive(job.outdir, job.resume))
             life.follow(container, emit, outcome)
             life.collect(container, job.outdir, "mount", outcome)  # the copy is ours, below
             if mode == "copy":
                 outcome.copied = copy_back(container, job.outdir, job.resume)
-        except (NotFound, APIError) as exc:
-            if isinstance(exc, NotFound) or "marked for removal" in str(exc):
-                raise DdctlError(
-                    f"The dream container {container.name} was removed while it ran "
-                    f"(by another program?): run the command again."
-                )
-            raise
     except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if container is not None:
-            if interrupted:
-                _stop_and_keep(container, job, mode)
-            life.cleanup(container, job.outdir, "mount", False)
-        life.release(stdin, reaper)
-    if interrupted:
         raise Interrupted(
             f"interrupted: the container was stopped and removed; what was already written stays in "
             f"{job.outdir}" + (" (continue it with --resume)." if job.kind == "zoom" else ".")
         )
     return outcome
-
-
-def _stop_and_keep(container, job, mode):
-    """Ctrl-C: stop the engine; with the archive copy, keep what it had written."""
-    import signal
-    import threading
-
-    in_main = threading.current_thread() is threading.main_thread()
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
-    try:
-        try:
-            container.stop(timeout=life.STOP_TIMEOUT)
-        except Exception:
-            pass
-        if mode == "copy":
-            try:
-                copy_back(container, job.outdir, job.resume)
-            except Exception:
-                pass
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, old)
 
 
 # --- the archive copy ------------------------------------------------------------------------

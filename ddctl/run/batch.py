@@ -24,7 +24,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
-from docker.errors import APIError, NotFound
+from docker.errors import NotFound
 from docker.types import Mount
 
 from ddctl import containers
@@ -326,33 +326,27 @@ def _run(client, image_id, job, mode, emit, labels, result):
     result.transfer, result.run_id = mode, run_id
     by_shown = {i.shown: i for i in job.to_dream}
     # locked down like a dream (containers.engine_settings), stopped when ddctl is gone
-    cmd = ["--exit-with-stdin"] + batch_command(f"{INPUT_DIR}/{LIST_NAME}", job.opts, job.force)
-    kwargs = containers.engine_settings("batch", run_id, cmd, labels, memory=memory, client=client)
-    kwargs.update(detach=False, tty=False, stdin_open=True)  # StdinOnce: see run/container.py
+    cmd = batch_command(f"{INPUT_DIR}/{LIST_NAME}", job.opts, job.force)
+    kwargs = one.stdin_watched(
+        containers.engine_settings("batch", run_id, cmd, labels, memory=memory, client=client)
+    )
     if mode == "mount":
         kwargs["mounts"] = [
             Mount(IMAGES, job.outdir, type="bind"),
             Mount(INPUT_DIR, job.stage, type="bind", read_only=True),
         ]
-    else:  # the root is read-only: the archive copy goes through two anonymous volumes
-        kwargs["mounts"] = [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
+    else:
+        kwargs["mounts"] = one.copy_mounts()
     outcome = one.Outcome(run_id=run_id, memory=memory)
-    container, interrupted, reaper, stdin = None, False, None, None
+    # finished pictures are on the host already (mount, or copied as they came): nothing
+    # more to keep from a stopped batch
+    again = "run the command again; finished pictures are kept"
     try:
-        try:
-            container = containers.create(client, image_id, **kwargs)
-        except APIError as exc:
-            if mode == "mount" and "bind source path does not exist" in str(exc):
-                raise one.BindUnavailable(str(exc))
-            raise
-        reaper = containers.Reaper(container.id)
-        stdin = one.attach_stdin(container)
-        emit("container", {"id": container.short_id, "run_id": run_id})
-        if mode == "copy":
-            uid, gid = containers.container_ids()
-            with _input_tar(job.stage, uid, gid) as tar:
-                container.put_archive(INPUT_DIR, tar)
-        try:
+        with one.living(client, image_id, kwargs, mode, emit, run_id, again=again) as container:
+            if mode == "copy":
+                uid, gid = containers.container_ids()
+                with _input_tar(job.stage, uid, gid) as tar:
+                    container.put_archive(INPUT_DIR, tar)
             container.start()
             stdout = container.logs(stream=True, follow=True, stdout=True, stderr=False)
             for line in lines_of(stdout):
@@ -378,22 +372,7 @@ def _run(client, image_id, job, mode, emit, labels, result):
                 outcome.state = container.attrs.get("State") or {}
             except NotFound:
                 pass
-        except (NotFound, APIError) as exc:
-            if isinstance(exc, NotFound) or "marked for removal" in str(exc):
-                raise DdctlError(
-                    f"The dream container {container.name} was removed while it ran "
-                    f"(by another program?): run the command again; finished pictures are kept."
-                )
-            raise
     except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if container is not None:
-            # finished pictures are on the host already (mount, or copied as they came):
-            # nothing more to copy out of a stopped batch
-            one.cleanup(container, job.outdir, "mount", interrupted)
-        one.release(stdin, reaper)
-    if interrupted:
         raise Interrupted(
             f"interrupted: the container was stopped and removed; the {result.count('done')} "
             f"picture(s) already dreamed stay in {job.outdir}."

@@ -1,7 +1,9 @@
 """The dream container's life: create, follow, collect, and always clean up.
 
-create()   the container (ddctl/containers.py settings: no network, the invoking user,
-           labels), the input mounted or copied in;
+settings() the container's settings (ddctl/containers.py: no network, the invoking user,
+           labels, the lock-down), the input mounted;
+living()   the life every engine container shares (a dream, a batch, a zoom, a sheet):
+           created, watched, its stdin attached; stopped on Ctrl-C, always removed;
 follow()   starts it and reads the engine's events from its stdout as they come;
 collect()  waits for its exit, copies the results out (archive copy), reads its state;
 cleanup()  stops it on Ctrl-C and always removes it (Ctrl-C ignored meanwhile).
@@ -14,8 +16,9 @@ archive copy) and a container removed by someone else while it ran.
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from docker.errors import APIError, NotFound
 from docker.types import Mount
@@ -92,9 +95,8 @@ def oom_message(memory: int) -> str:
     )
 
 
-def create(
+def settings(
     client,
-    image_id: str,
     picture,
     opts: DreamOptions,
     outdir: str,
@@ -102,30 +104,85 @@ def create(
     labels: dict,
     run_id: str,
     memory: Optional[int] = None,
-):
-    """The dream container, created (not started); BindUnavailable when mounts cannot work."""
+) -> dict:
+    """The settings of one picture's dream container (for living())."""
     source_in = f"{INPUT_DIR}/{picture.filename}"
-    # --exit-with-stdin: the engine stops when its stdin (attached by ddctl, StdinOnce)
-    # closes, so a killed ddctl leaves nothing dreaming.
-    command = ["--exit-with-stdin"] + engine_command(source_in, picture.stem, opts)
-    kwargs = containers.engine_settings("run", run_id, command, labels, memory=memory, client=client)
-    # stdin_open with detach=False is how the SDK sets StdinOnce: the daemon closes the
-    # engine's stdin when ddctl's attach ends (ddctl still starts and follows it itself).
-    kwargs.update(detach=False, tty=False, stdin_open=True)
+    command = engine_command(source_in, picture.stem, opts)
+    kwargs = stdin_watched(
+        containers.engine_settings("run", run_id, command, labels, memory=memory, client=client)
+    )
     if mode == "mount":
         kwargs["mounts"] = [
             Mount(IMAGES, outdir, type="bind"),
             Mount(source_in, picture.path, type="bind", read_only=True),
         ]
         kwargs["mounts"] += option_mounts(opts)
-    else:  # the root is read-only: the archive copy goes through two anonymous volumes
-        kwargs["mounts"] = [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
+    else:
+        kwargs["mounts"] = copy_mounts()
+    return kwargs
+
+
+def stdin_watched(kwargs: dict) -> dict:
+    """Engine settings made to stop the engine when ddctl is gone: --exit-with-stdin makes the
+    engine stop when its stdin closes, and stdin_open with detach=False is how the SDK sets
+    StdinOnce (the daemon closes that stdin when ddctl's attach ends; ddctl still starts and
+    follows the container itself)."""
+    kwargs["command"] = ["--exit-with-stdin"] + list(kwargs["command"])
+    kwargs.update(detach=False, tty=False, stdin_open=True)
+    return kwargs
+
+
+def copy_mounts() -> list:
+    """The archive copy's mounts: the root is read-only, so files go in and out through two
+    anonymous volumes (removed with the container)."""
+    return [Mount(IMAGES, None, type="volume"), Mount(INPUT_DIR, None, type="volume")]
+
+
+@contextlib.contextmanager
+def living(
+    client,
+    image_id: str,
+    kwargs: dict,
+    mode: str,
+    emit: Emit,
+    run_id: str,
+    keep: Optional[Callable[[Any], object]] = None,
+    again: str = "run the command again",
+) -> Iterator[Any]:
+    """One engine container's life around the caller's work (the with block): created
+    (BindUnavailable when the daemon cannot see the folders to mount), watched by a Reaper
+    (removed if ddctl is killed), its stdin attached, announced as a `container` event. Then,
+    whatever happens: on Ctrl-C stopped and keep(container) called (to copy out what must
+    stay), always removed, the attach and the watcher released. Ctrl-C comes out as
+    KeyboardInterrupt after that; a container removed by someone else while it ran as one
+    sentence ending in `again`."""
+    container, reaper, stdin, interrupted = None, None, None, False
     try:
-        return containers.create(client, image_id, **kwargs)
-    except APIError as exc:
-        if mode == "mount" and "bind source path does not exist" in str(exc):
-            raise BindUnavailable(str(exc))
+        try:
+            container = containers.create(client, image_id, **kwargs)
+        except APIError as exc:
+            if mode == "mount" and "bind source path does not exist" in str(exc):
+                raise BindUnavailable(str(exc))
+            raise
+        reaper = containers.Reaper(container.id)  # removes it if ddctl is killed
+        stdin = attach_stdin(container)
+        emit("container", {"id": container.short_id, "run_id": run_id})
+        try:
+            yield container
+        except (NotFound, APIError) as exc:
+            if isinstance(exc, NotFound) or "marked for removal" in str(exc):
+                raise DdctlError(
+                    f"The dream container {container.name} was removed while it ran "
+                    f"(by another program?): {again}."
+                )
+            raise
+    except KeyboardInterrupt:
+        interrupted = True
         raise
+    finally:
+        if container is not None:
+            cleanup(container, interrupted, keep)
+        release(stdin, reaper)
 
 
 def option_mounts(opts: DreamOptions) -> list:
@@ -216,21 +273,18 @@ def collect(container, outdir: str, mode: str, outcome: Outcome) -> None:
         pass
 
 
-def cleanup(container, outdir: str, mode: str, interrupted: bool) -> None:
-    """Stop (on Ctrl-C) and always remove the container; Ctrl-C is ignored meanwhile."""
+def cleanup(container, interrupted: bool, keep: Optional[Callable[[Any], object]] = None) -> None:
+    """Stop it (on Ctrl-C, then keep(container): copy out what must stay) and always remove
+    it; Ctrl-C is ignored meanwhile."""
     in_main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main else None
     try:
         if interrupted:
-            try:
+            with contextlib.suppress(Exception):
                 container.stop(timeout=STOP_TIMEOUT)
-            except Exception:
-                pass
-            if mode == "copy":
-                try:  # keep what the engine had written so far
-                    copy_out(container, outdir)
-                except Exception:
-                    pass
+            if keep is not None:
+                with contextlib.suppress(Exception):
+                    keep(container)
         for _attempt in range(2):
             try:
                 container.remove(force=True, v=True)  # v: its anonymous volumes too
@@ -249,36 +303,16 @@ def run(
 ) -> Outcome:
     """The container's whole life; an Outcome, or Interrupted on Ctrl-C (container removed)."""
     run_id = containers.new_run_id()
-    container, interrupted, outcome = (
-        None,
-        False,
-        Outcome(run_id=run_id, memory=containers.memory_limit(client=client)),
-    )
-    reaper, stdin = None, None
+    outcome = Outcome(run_id=run_id, memory=containers.memory_limit(client=client))
+    kwargs = settings(client, picture, opts, outdir, mode, labels, run_id, outcome.memory)
+    keep = (lambda c: copy_out(c, outdir)) if mode == "copy" else None  # what was written so far
     try:
-        container = create(client, image_id, picture, opts, outdir, mode, labels, run_id, outcome.memory)
-        reaper = containers.Reaper(container.id)  # removes it if ddctl is killed
-        stdin = attach_stdin(container)
-        emit("container", {"id": container.short_id, "run_id": run_id})
-        if mode == "copy":
-            send_input(container, picture, opts)
-        try:
+        with living(client, image_id, kwargs, mode, emit, run_id, keep) as container:
+            if mode == "copy":
+                send_input(container, picture, opts)
             follow(container, emit, outcome)
             collect(container, outdir, mode, outcome)
-        except (NotFound, APIError) as exc:
-            if isinstance(exc, NotFound) or "marked for removal" in str(exc):
-                raise DdctlError(
-                    f"The dream container {container.name} was removed while it ran "
-                    f"(by another program?): run the command again."
-                )
-            raise
     except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if container is not None:
-            cleanup(container, outdir, mode, interrupted)
-        release(stdin, reaper)
-    if interrupted:
         raise Interrupted(
             f"interrupted: the container was stopped and removed; what was already written stays in {outdir}."
         )
