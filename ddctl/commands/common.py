@@ -15,7 +15,7 @@ from ddctl import objective
 from ddctl.build import BuildSummary, build_image, human_size
 from ddctl.client import Endpoint, make_client, resolve_endpoint
 from ddctl.containers import remove_leftovers
-from ddctl.errors import UsageError, one_line
+from ddctl.errors import DdctlError, UsageError, one_line
 from ddctl.fetch import get_picture
 from ddctl.image import DEFAULT_TAG, UNTRAINED, WeightsChoice
 from ddctl.limits import arg_type
@@ -314,7 +314,13 @@ def guide_picture(ui, spec: Optional[str], workdir: str):
         return None
     guide_dir = os.path.join(workdir, "guide")
     os.makedirs(guide_dir)
-    guide = get_picture(spec, guide_dir)
+    try:
+        guide = get_picture(spec, guide_dir)
+    except DdctlError as exc:  # the same checks as SOURCE's; say which of the two it was
+        exc.message = f"--guide: {exc.message}"
+        exc.args = (exc.message,)
+        raise
+
     say(ui, f"guide: {guide.source} ({guide.width}x{guide.height} {guide.format})")
     return guide
 

@@ -18,7 +18,7 @@ from ddctl.commands.common import (
     warn_if_untrained,
 )
 from ddctl.containers import temp_folder
-from ddctl.errors import DdctlError, UsageError
+from ddctl.errors import DdctlError
 from ddctl.fetch import check_settings
 from ddctl.image import check_tag
 from ddctl.run.batch import is_batch_source, prepare_batch, run_batch
@@ -262,31 +262,39 @@ class BatchView(RunView):
 
 
 def run_batch_command(args, ui):
-    if args.model or args.guide:
-        raise UsageError("--model and --guide work on one picture for now, not on a folder or a list.")
     opts = options_of(args)
     view = BatchView(ui, opts)
     with temp_folder() as workdir:  # ddctl-<pid>-XXXX: a killed run's is found and removed
-        job = prepare_batch(
-            args.source,
-            workdir,
-            opts,
-            output_dir=args.output_dir,
-            transfer="copy" if args.copy else None,
-            force=args.force,
-            on_event=view,
-        )
-        if job.to_dream:
-            ep, client = connect()
-            clean_leftovers(ui, client)
-            build = builder(ui, client, args.no_build)
-            try:
-                result = run_batch(client, job, ep, image=args.image, build=build, on_event=view)
-            finally:
-                view.close()
-            items = result.items
-        else:
-            items = job.items
+        # as for one picture: the guide fetched and verified here, the model downloaded; first,
+        # since the names the results will have (and so what a rerun skips) depend on them
+        opts.guide = guide_picture(ui, args.guide, workdir)
+        opts.model = resolve_model(ui, args.model)
+        try:
+            if args.layer is None and opts.model is not None and opts.model.layer:
+                opts.layer = opts.model.layer
+            job = prepare_batch(
+                args.source,
+                workdir,
+                opts,
+                output_dir=args.output_dir,
+                transfer="copy" if args.copy else None,
+                force=args.force,
+                on_event=view,
+            )
+            if job.to_dream:
+                ep, client = connect()
+                clean_leftovers(ui, client)
+                build = builder(ui, client, args.no_build)
+                try:
+                    result = run_batch(client, job, ep, image=args.image, build=build, on_event=view)
+                finally:
+                    view.close()
+                items = result.items
+            else:
+                items = job.items
+        finally:
+            if opts.model is not None:
+                opts.model.discard()  # a download the image did not accept (kept once accepted)
     done = [i for i in items if i.status == "done"]
     failed = [i for i in items if i.status == "failed"]
     skipped = [i for i in items if i.status == "skipped"]

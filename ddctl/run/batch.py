@@ -34,11 +34,11 @@ from ddctl.fetch import get_picture, is_url
 from ddctl.image import DEFAULT_TAG
 from ddctl.redact import redact_url
 from ddctl.run import container as one
-from ddctl.run.archive import extract_new_files
-from ddctl.run.dream import RunEvent
+from ddctl.run.archive import extract_new_files, files_archive
+from ddctl.run.dream import RunEvent, check_objective
 from ddctl.run.launch import launch
 from ddctl.run.naming import final_stem, prepare_output_dir, source_stem
-from ddctl.run.options import IMAGES, INPUT_DIR, DreamOptions, batch_command
+from ddctl.run.options import GUIDE_DIR, IMAGES, INPUT_DIR, MODEL_DIR, DreamOptions, batch_command
 from ddctl.run.progress import lines_of, parse_engine_line
 from ddctl.run.transfer import forced_transfer
 
@@ -124,7 +124,7 @@ def plan(sources: list, opts: DreamOptions, outdir: str, force: bool = False) ->
         used[stem.lower()] = n
         if n > 1:
             stem = f"{stem}-{n}"
-        final = final_stem(stem, opts.layer, opts.iterations, opts.octaves) + ".png"
+        final = final_stem(stem, opts.layer, opts.iterations, opts.octaves, opts.guide is not None) + ".png"
         shown = redact(src) if is_url(src) else os.path.basename(src)
         item = BatchItem(source=src, shown=shown, stem=stem, final=final)
         existing = os.path.join(outdir, final)
@@ -242,6 +242,17 @@ class BatchResult:
         return [i for i in self.items if i.status == "failed"]
 
 
+def _mount_points(stage: str, opts: DreamOptions) -> None:
+    """The --model folder and the --guide file are bind-mounted inside the input folder, itself
+    a read-only bind of `stage`: their mount points must exist in `stage` beforehand."""
+    if opts.model is not None:
+        os.makedirs(os.path.join(stage, MODEL_DIR[len(INPUT_DIR) + 1 :]), exist_ok=True)
+    if opts.guide is not None:
+        point = os.path.join(stage, GUIDE_DIR[len(INPUT_DIR) + 1 :], opts.guide.filename)
+        os.makedirs(os.path.dirname(point), exist_ok=True)
+        open(point, "a").close()
+
+
 def _input_tar(stage: str, uid, gid):
     """A temporary file holding input/<every staged file>, readable by the container's user."""
     f = tempfile.TemporaryFile()
@@ -317,6 +328,7 @@ def run_batch(
         lambda image_id, mode: _run(client, image_id, job, mode, emit, labels, result),
         emit,
         build,
+        check=lambda mode: check_objective(client, image, job.opts, mode, labels),
     )[1]
 
 
@@ -331,10 +343,11 @@ def _run(client, image_id, job, mode, emit, labels, result):
         containers.engine_settings("batch", run_id, cmd, labels, memory=memory, client=client)
     )
     if mode == "mount":
+        _mount_points(job.stage, job.opts)
         kwargs["mounts"] = [
             Mount(IMAGES, job.outdir, type="bind"),
             Mount(INPUT_DIR, job.stage, type="bind", read_only=True),
-        ]
+        ] + one.option_mounts(job.opts)
     else:
         kwargs["mounts"] = one.copy_mounts()
     outcome = one.Outcome(run_id=run_id, memory=memory)
@@ -347,6 +360,9 @@ def _run(client, image_id, job, mode, emit, labels, result):
                 uid, gid = containers.container_ids()
                 with _input_tar(job.stage, uid, gid) as tar:
                     container.put_archive(INPUT_DIR, tar)
+                extra = one.option_files(job.opts)  # the --model's files and the --guide
+                if extra:
+                    container.put_archive(INPUT_DIR, files_archive(extra, uid, gid))
             container.start()
             stdout = container.logs(stream=True, follow=True, stdout=True, stderr=False)
             for line in lines_of(stdout):

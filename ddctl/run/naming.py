@@ -69,9 +69,9 @@ def layer_stem(layer: str) -> str:
     return re.sub(r"[^\w.+-]+", "_", layer.replace("/", "-")).strip("._-")[:80] or "dream"
 
 
-def final_stem(stem: str, layer: str, iterations: int, octaves: int) -> str:
+def final_stem(stem: str, layer: str, iterations: int, octaves: int, guided: bool = False) -> str:
     """The final picture's name before any -2, -3 suffix (the engine's naming rule)."""
-    return f"{stem}-{layer_stem(layer)}-i{iterations}-o{octaves}"
+    return f"{stem}-{layer_stem(layer)}{'-guided' if guided else ''}-i{iterations}-o{octaves}"
 
 
 def prepare_output_dir(path: Optional[str]) -> str:

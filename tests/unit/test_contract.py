@@ -253,6 +253,18 @@ def test_an_objective_names_the_picture_as_ddctl_predicts(pic, layer):
     assert os.path.basename(done["path"]) == naming.final_stem("cat", layer, 1, 1) + ".png"
 
 
+def test_a_guided_dream_names_the_picture_as_ddctl_predicts(pic):
+    """A guided batch must not take an unguided result for its own (nor the other way)."""
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 30, 90)).save(str(pic / "guide.png"))
+    code, out, err = engine(["cat.png", "conv2", "1", "1", "--guide", "guide.png", "--output-dir", str(pic)])
+    assert code == 0, err
+    done = progress.parse_engine_line(out.splitlines()[-1])
+    assert os.path.basename(done["path"]) == naming.final_stem("cat", "conv2", 1, 1, guided=True) + ".png"
+    assert naming.final_stem("cat", "conv2", 1, 1) + ".png" != os.path.basename(done["path"])
+
+
 def test_the_free_name_rule_is_the_same_on_both_sides(pic):
     final = naming.final_stem("cat", "conv1", 1, 1)
     (pic / f"{final}-2-steps").mkdir()  # someone's steps folder claims -2

@@ -54,11 +54,50 @@ def batch_things(swarm, settle=20):
         time.sleep(0.5)
 
 
+def first_dream_task(swarm, found, stop):
+    """Poll every node for a running dream task's container; keep its inspect and its networks'."""
+    while not stop.is_set() and not found:
+        for node in swarm.nodes:
+            try:
+                running = node.client.api.containers(filters={"label": "io.ddctl.swarm.batch"})
+                for c in running:
+                    if c["Labels"].get("com.docker.swarm.service.name", "").startswith("ddctl-dream-"):
+                        info = node.client.api.inspect_container(c["Id"])
+                        nets = {
+                            n: node.client.api.inspect_network(n) for n in info["NetworkSettings"]["Networks"]
+                        }
+                        found.append((info, nets))
+                        return
+            except Exception:  # the container ended between the listing and the inspect
+                pass
+        time.sleep(0.1)
+
+
 def test_twelve_pictures_come_back_whole_from_several_nodes(swarm_with_images, tmp_path):
     src = pictures(tmp_path / "in", 12)
     out = tmp_path / "out"
-    r = ddctl(swarm_with_images, str(src), "-o", str(out), "--image", IMAGE_TAG, *FAST)
+    found: list = []
+    stop = threading.Event()
+    watcher = threading.Thread(target=first_dream_task, args=(swarm_with_images, found, stop), daemon=True)
+    watcher.start()
+    try:
+        r = ddctl(swarm_with_images, str(src), "-o", str(out), "--image", IMAGE_TAG, *FAST)
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
     assert r.returncode == 0, r.stderr
+    # a dream task is locked down like a local dream, its one network the batch's internal one
+    assert found, "no dream task was seen running on any node"
+    info, nets = found[0]
+    host, config = info["HostConfig"], info["Config"]
+    assert host["CapDrop"] == ["ALL"] and host["ReadonlyRootfs"] is True
+    assert host["PidsLimit"] > 0 and host["Memory"] == 1024**3 and host["NanoCpus"] == 10**9
+    assert config["User"].split(":")[0] not in ("", "0", "root")
+    (network,) = found[0]["NetworkSettings"]["Networks"]
+    assert (
+        network.startswith("ddctl-")
+        and swarm_with_images.manager.client.networks.get(network).attrs["Internal"]
+    )
     rows = manifest(out)
     assert len(rows) == 12
     assert sorted(os.path.basename(x["source"]) for x in rows) == [f"pic{i:02d}.png" for i in range(12)]
