@@ -40,8 +40,9 @@ def docker_client():
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but no Docker daemon answers: {why}")
         pytest.skip(f"no Docker daemon answers: {why}")
+    images_before = {i.id for i in client.images.list(all=True)}
     yield client
-    remove_session_leftovers(client, keep=IMAGE_TAG)
+    remove_session_leftovers(client, keep=IMAGE_TAG, images_before=images_before)
     client.close()
 
 

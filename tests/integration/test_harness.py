@@ -50,11 +50,24 @@ def test_the_session_s_leftovers_are_removed_by_its_label_only(docker_client, ba
             pass
         return docker_client.images.get(tag).id
 
+    before = {i.id for i in docker_client.images.list(all=True)}
     first = build(f"{name}:dream", 1)
     second = build(f"{name}:dream", 2)  # the first one is now untagged: a leftover
     other = build(f"{name}:other", 3)
     unlabelled = docker_client.images.get(base_image).id
-    remove_session_leftovers(docker_client, "io.ddctl.test=" + label["io.ddctl.test"], keep=f"{name}:dream")
+
+    # an untagged dream image without the session's label (as a build's stage): made since, so it goes
+    def stage(n):
+        text = f"FROM {base_image}\nLABEL io.ddctl.image=deepdream n={n}\n".encode()
+        for _ in docker_client.api.build(fileobj=io.BytesIO(text), tag=f"{name}:stage", rm=True):
+            pass
+        return docker_client.images.get(f"{name}:stage").id
+
+    dangling, tagged_stage = stage(uuid.uuid4().hex), stage(uuid.uuid4().hex)  # the first is now untagged
+    assert dangling in {i.id for i in docker_client.images.list(filters={"dangling": True})}
+    remove_session_leftovers(
+        docker_client, "io.ddctl.test=" + label["io.ddctl.test"], keep=f"{name}:dream", images_before=before
+    )
     left = {
         i.id for i in docker_client.images.list(filters={"label": "io.ddctl.test=" + label["io.ddctl.test"]})
     }
@@ -62,5 +75,8 @@ def test_the_session_s_leftovers_are_removed_by_its_label_only(docker_client, ba
         assert first != second and left == {second}
         assert docker_client.images.get(unlabelled).id == unlabelled  # never touched
         assert other not in {i.id for i in docker_client.images.list(all=True)}
+        assert dangling not in {i.id for i in docker_client.images.list(all=True)}
+        assert docker_client.images.get(f"{name}:stage").id == tagged_stage  # tagged: kept
     finally:
         docker_client.images.remove(second, force=True)
+        docker_client.images.remove(f"{name}:stage", force=True)
