@@ -42,7 +42,7 @@ FROM debian:bullseye-slim
 RUN apt-get update \\
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry socat \\
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \\
- && printf 'version: 0.1\\nlog:\\n  level: warn\\nstorage:\\n  filesystem:\\n    rootdirectory: /var/lib/docker-registry\\n  delete:\\n    enabled: true\\nhttp:\\n  addr: :{REGISTRY_PORT}\\n' > /etc/docker/registry/ddctl.yml
+ && printf 'version: 0.1\\nlog:\\n  level: warn\\nstorage:\\n  filesystem:\\n    rootdirectory: /var/lib/docker-registry\\nhttp:\\n  addr: :{REGISTRY_PORT}\\n' > /etc/docker/registry/ddctl.yml
 LABEL io.ddctl.image=swarm-registry io.ddctl.version={__version__}
 USER docker-registry
 ENTRYPOINT ["docker-registry", "serve", "/etc/docker/registry/ddctl.yml"]
