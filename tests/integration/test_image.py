@@ -224,6 +224,23 @@ def test_engine_equals_the_notebook(docker_client, dream_image, layer, jitter, s
     assert result["caffe_convolutions"] == 0 and result["python_layers"] > 10, result  # the fast path ran
 
 
+def test_max_pooling_is_caffe_s_bit_for_bit_ties_included(docker_client, dream_image):
+    """The engine's max pooling (engine/caffe_net.py) against Caffe's Pooling layer on
+    pictures full of ties: the same maxima, the same "first maximum" mask, the same gradient."""
+    code, out, err = run_in_image(
+        docker_client,
+        dream_image,
+        ["/src/tests/integration/in_image/check_pooling.py"],
+        entrypoint=["python3"],
+        volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}},
+    )
+    assert code == 0, out + err
+    results = json.loads(out.strip().splitlines()[-1])["results"]
+    assert len(results) == 6
+    for r in results:
+        assert r["top_equal"] and r["dx_equal"], r
+
+
 def test_shape_rules_match_caffe(docker_client, dream_image):
     """caffe_net's own shape inference (layers' strides, min_input_size, used to refuse too
     many octaves) agrees with the shapes Caffe gives, and the minimum sizes really run."""
