@@ -264,8 +264,10 @@ def summarize(image: Image, tag: str, seconds: float = 0.0) -> BuildSummary:
 
 
 def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB"):
         n /= 1000.0
-    raise AssertionError("unreachable: the loop returns at GB")  # for mypy's return check
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000.0:.1f} GB"
