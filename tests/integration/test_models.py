@@ -206,13 +206,15 @@ def test_a_mix_of_layers_dreams_and_a_bad_channel_is_refused_before_any_containe
     mix = dream(work, cache, f"{LAYER}*1+{EARLY}*0.5", "10", "2", "--model", str(nsfw_dir))
     assert mix == f"photo-{LAYER}_1+{EARLY}_0.5-i10-o2.png"
     l2 = dream(work, cache, LAYER, "10", "2", "--model", str(nsfw_dir))  # the same as the test above
-    # the mix amplifies both of its layers: the earlier one far more than a dream on LAYER
-    # alone does, LAYER still well over the input's
+    # the mix amplifies both of its layers: the earlier one's L2 gains far more than under a
+    # dream on LAYER alone (measured: +11400 against +3600 over the photo's 46600), and
+    # LAYER's L2 still rises well over the photo's (measured 1.89x)
     early = measure(docker_client, dream_image, nsfw_dir, work, ["photo.png", l2, mix], layer=EARLY)
     late = measure(docker_client, dream_image, nsfw_dir, work, ["photo.png", mix], layer=LAYER)
     seen = {k: v["l2"] for k, v in early.items()}, {k: v["l2"] for k, v in late.items()}
-    assert early[mix]["l2"] > 1.2 * early[l2]["l2"], seen
-    assert late[mix]["l2"] > 1.3 * late["photo.png"]["l2"], seen
+    base = early["photo.png"]["l2"]
+    assert early[mix]["l2"] - base > 2 * (early[l2]["l2"] - base), seen
+    assert late[mix]["l2"] > 1.5 * late["photo.png"]["l2"], seen
     # no LAYER: the folder's manifest gives it
     assert dream(work, cache, "--model", str(nsfw_dir), "--max-size", "96") == f"photo-{LAYER}-i10-o4.png"
     t0 = int(time.time()) - 1

@@ -301,7 +301,7 @@ class Swarm:
         path = os.path.join(self.base, "image.tar")
         try:
             with open(path, "wb") as f:
-                for chunk in source.images.get(tag).save(named=True):
+                for chunk in source.images.get(tag).save(named=tag):  # this tag, not the first of its tags
                     f.write(chunk)
             errors: list = []
 
