@@ -5,8 +5,10 @@ Command modules import this one, never each other.
 """
 
 import argparse
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from typing import Any, Optional
 
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -183,6 +185,26 @@ def builder(ui, client, no_build: bool):
         say(ui, f"built {tag} in {summary.seconds:.0f} s")
 
     return build
+
+
+def dream_session(ui, no_build: bool) -> tuple:
+    """What a dreaming command does once everything checkable without Docker is checked:
+    connect, remove what a killed earlier ddctl left, and know how to build the image if it
+    is missing. -> (endpoint, client, build or None)."""
+    ep, client = connect()
+    clean_leftovers(ui, client)
+    return ep, client, builder(ui, client, no_build)
+
+
+@contextlib.contextmanager
+def discarded_unless_accepted(model) -> Iterator[Any]:
+    """The with block uses `model` (a ddctl.models.Model or None); after it, a download the
+    image did not accept is discarded (one it accepted was committed to the cache and stays)."""
+    try:
+        yield model
+    finally:
+        if model is not None:
+            model.discard()
 
 
 # --- the dream options of `ddctl run`, `ddctl zoom` and `ddctl sheet` ----------------------

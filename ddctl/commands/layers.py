@@ -2,7 +2,14 @@
 
 from rich.table import Table
 
-from ddctl.commands.common import add_image_option, add_model_option, clean_leftovers, connect, resolve_model
+from ddctl.commands.common import (
+    add_image_option,
+    add_model_option,
+    clean_leftovers,
+    connect,
+    discarded_unless_accepted,
+    resolve_model,
+)
 from ddctl.image import check_tag
 from ddctl.layers import list_layers
 from ddctl.run.transfer import choose_transfer
@@ -23,16 +30,13 @@ def add_parser(sub):
 def run(args, ui):
     check_tag(args.image, "--image")  # before Docker is asked
     model = resolve_model(ui, args.model)
-    try:
+    with discarded_unless_accepted(model):
         ep, client = connect()
         clean_leftovers(ui, client)
         mode, _why = choose_transfer(ep)
         layers = list_layers(client, args.image, model=model, mode=mode)
         if model is not None:
             model.commit()
-    finally:
-        if model is not None:
-            model.discard()
     what = args.image if model is None else f"{model.name} in {args.image}"
     table = Table(title=f"layers of {what}", title_justify="left")
     table.add_column("layer")

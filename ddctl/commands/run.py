@@ -6,11 +6,10 @@ from rich.progress import BarColumn, Progress, TextColumn
 
 from ddctl.commands.common import (
     add_dream_options,
-    builder,
     check_guided,
-    clean_leftovers,
-    connect,
+    discarded_unless_accepted,
     dream_options_of,
+    dream_session,
     guide_picture,
     resolve_model,
     say,
@@ -159,19 +158,14 @@ def run(args, ui):
         )
         opts.guide = guide_picture(ui, args.guide, workdir)
         opts.model = resolve_model(ui, args.model)
-        try:
+        with discarded_unless_accepted(opts.model):
             if args.layer is None and opts.model is not None and opts.model.layer:
                 opts.layer = opts.model.layer
-            ep, client = connect()
-            clean_leftovers(ui, client)
-            build = builder(ui, client, args.no_build)
+            ep, client, build = dream_session(ui, args.no_build)
             try:
                 result = dream(client, job, ep, image=args.image, build=build, on_event=view)
             finally:
                 view.close()
-        finally:
-            if opts.model is not None:
-                opts.model.discard()  # a download the image did not accept (kept once accepted)
     extra = len(result.files) - 1
     view.say(f"done in {seconds(result.elapsed)}" + (f"; {extra} step pictures saved" if extra > 0 else ""))
     ui.out.print(result.path, markup=False, highlight=False, soft_wrap=True)
@@ -269,7 +263,7 @@ def run_batch_command(args, ui):
         # since the names the results will have (and so what a rerun skips) depend on them
         opts.guide = guide_picture(ui, args.guide, workdir)
         opts.model = resolve_model(ui, args.model)
-        try:
+        with discarded_unless_accepted(opts.model):
             if args.layer is None and opts.model is not None and opts.model.layer:
                 opts.layer = opts.model.layer
             job = prepare_batch(
@@ -282,9 +276,7 @@ def run_batch_command(args, ui):
                 on_event=view,
             )
             if job.to_dream:
-                ep, client = connect()
-                clean_leftovers(ui, client)
-                build = builder(ui, client, args.no_build)
+                ep, client, build = dream_session(ui, args.no_build)
                 try:
                     result = run_batch(client, job, ep, image=args.image, build=build, on_event=view)
                 finally:
@@ -292,9 +284,6 @@ def run_batch_command(args, ui):
                 items = result.items
             else:
                 items = job.items
-        finally:
-            if opts.model is not None:
-                opts.model.discard()  # a download the image did not accept (kept once accepted)
     done = [i for i in items if i.status == "done"]
     failed = [i for i in items if i.status == "failed"]
     skipped = [i for i in items if i.status == "skipped"]

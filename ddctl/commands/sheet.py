@@ -4,11 +4,10 @@ from ddctl import objective
 from ddctl.commands.common import (
     UnitsView,
     add_dream_options,
-    builder,
     check_guided,
-    clean_leftovers,
-    connect,
+    discarded_unless_accepted,
     dream_options_of,
+    dream_session,
     guide_picture,
     resolve_model,
     say,
@@ -84,19 +83,14 @@ def run(args, ui):
         )
         opts.guide = guide_picture(ui, args.guide, workdir)
         opts.model = resolve_model(ui, args.model)
-        try:
+        with discarded_unless_accepted(opts.model):
             cmd = sheet_command(source_in(pre.picture), pre.picture.stem, args, opts)
             job = ModeJob("sheet", cmd, pre.outdir, pre.picture, transfer, opts=opts, objectives=specs)
-            ep, client = connect()
-            clean_leftovers(ui, client)
-            build = builder(ui, client, args.no_build)
+            ep, client, build = dream_session(ui, args.no_build)
             try:
                 result = run_mode(client, job, ep, image=args.image, build=build, on_event=view)
             finally:
                 view.close()
-        finally:
-            if opts.model is not None:
-                opts.model.discard()  # a download the image did not accept (kept once accepted)
     say(ui, f"done in {seconds(result.done.get('elapsed'))}: {result.done.get('cells')} cells")
     ui.out.print(result.path, markup=False, highlight=False, soft_wrap=True)
     return 0

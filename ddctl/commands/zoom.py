@@ -4,11 +4,10 @@ from ddctl import models
 from ddctl.commands.common import (
     UnitsView,
     add_dream_options,
-    builder,
     check_guided,
-    clean_leftovers,
-    connect,
+    discarded_unless_accepted,
     dream_options_of,
+    dream_session,
     guide_picture,
     resolve_model,
     say,
@@ -138,14 +137,11 @@ def run(args, ui):
             if not args.resume:
                 raise
             raise UsageError(f"That zoom was made with --model {spec}: {exc.message}")
-        try:
-            model = job.opts.model
+        with discarded_unless_accepted(job.opts.model) as model:
             if args.layer is None and not args.resume and model is not None and model.layer:
                 opts.layer = model.layer
             job.objectives = [job.opts.layer]
-            ep, client = connect()
-            clean_leftovers(ui, client)
-            build = builder(ui, client, args.no_build)
+            ep, client, build = dream_session(ui, args.no_build)
             try:
                 # the argv once the model is known (and committed to the cache by the check)
                 if job.resume:
@@ -156,9 +152,6 @@ def run(args, ui):
                 result = run_mode(client, job, ep, image=args.image, build=build, on_event=view)
             finally:
                 view.close()
-        finally:
-            if job.opts.model is not None:
-                job.opts.model.discard()  # a download the image did not accept (kept once accepted)
     done = result.done
     say(
         ui,
