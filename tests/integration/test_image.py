@@ -198,6 +198,17 @@ def test_engine_dreams_a_small_picture(docker_client, dream_image, images_dir):
     assert len([e for e in events if e["event"] == "step"]) == 4
 
 
+def run_check(docker_client, image, script, *args):
+    """tests/integration/in_image/SCRIPT ARGS run by the image's Python, the tests read-only."""
+    return run_in_image(
+        docker_client,
+        image,
+        [f"/src/tests/integration/in_image/{script}", *args],
+        entrypoint=["python3"],
+        volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}},
+    )
+
+
 @pytest.mark.parametrize(
     "layer,jitter,seed",
     [
@@ -210,12 +221,8 @@ def test_engine_equals_the_notebook(docker_client, dream_image, layer, jitter, s
     """engine.dream + engine.caffe_net, with its own convolutions, pooling and LRN, give the
     notebook transcription's picture (on a force_backward caffe.Classifier) bit for bit:
     the float picture, not only the uint8 one."""
-    code, out, err = run_in_image(
-        docker_client,
-        dream_image,
-        ["/src/tests/integration/in_image/compare_notebook.py", layer, str(jitter), str(seed)],
-        entrypoint=["python3"],
-        volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}},
+    code, out, err = run_check(
+        docker_client, dream_image, "compare_notebook.py", layer, str(jitter), str(seed)
     )
     assert code == 0, out + err
     result = json.loads(out.strip().splitlines()[-1])
@@ -227,13 +234,7 @@ def test_engine_equals_the_notebook(docker_client, dream_image, layer, jitter, s
 def test_max_pooling_is_caffe_s_bit_for_bit_ties_included(docker_client, dream_image):
     """The engine's max pooling (engine/caffe_net.py) against Caffe's Pooling layer on
     pictures full of ties: the same maxima, the same "first maximum" mask, the same gradient."""
-    code, out, err = run_in_image(
-        docker_client,
-        dream_image,
-        ["/src/tests/integration/in_image/check_pooling.py"],
-        entrypoint=["python3"],
-        volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}},
-    )
+    code, out, err = run_check(docker_client, dream_image, "check_pooling.py")
     assert code == 0, out + err
     results = json.loads(out.strip().splitlines()[-1])["results"]
     assert len(results) == 6
@@ -244,13 +245,7 @@ def test_max_pooling_is_caffe_s_bit_for_bit_ties_included(docker_client, dream_i
 def test_shape_rules_match_caffe(docker_client, dream_image):
     """caffe_net's own shape inference (layers' strides, min_input_size, used to refuse too
     many octaves) agrees with the shapes Caffe gives, and the minimum sizes really run."""
-    code, out, err = run_in_image(
-        docker_client,
-        dream_image,
-        ["/src/tests/integration/in_image/check_shapes.py"],
-        entrypoint=["python3"],
-        volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}},
-    )
+    code, out, err = run_check(docker_client, dream_image, "check_shapes.py")
     assert code == 0, out + err
     result = json.loads(out.strip().splitlines()[-1])
     assert result["ok"], result["problems"]
@@ -320,13 +315,7 @@ def test_weights_from_a_file(docker_client, dream_image, weights_server, file_co
 def test_objectives_on_caffe(docker_client, dream_image, jitter, seed):
     """On Caffe: the guided dream equals the notebook's objective_guide; a blob name and its
     parsed objective give the same gradient bits; channel and mixed objectives add up."""
-    code, out, err = run_in_image(
-        docker_client,
-        dream_image,
-        ["/src/tests/integration/in_image/check_objectives.py", str(jitter), str(seed)],
-        entrypoint=["python3"],
-        volumes={os.path.join(REPO, "tests"): {"bind": "/src/tests", "mode": "ro"}},
-    )
+    code, out, err = run_check(docker_client, dream_image, "check_objectives.py", str(jitter), str(seed))
     assert code == 0, out + err
     r = json.loads(out.strip().splitlines()[-1])
     assert r["guided_max_diff"] == 0 and r["guided_changed"] > 0.5, r

@@ -18,6 +18,7 @@ import uuid
 import numpy as np
 import pytest
 from dockertest import TEST_LABEL, TEST_LABELS_ENV
+from dreamcli import created_containers
 from image_fixtures import IMAGE_TAG, REPO
 from PIL import Image
 
@@ -240,13 +241,8 @@ def test_a_mix_of_layers_dreams_and_a_bad_channel_is_refused_before_any_containe
         assert len(lines) == 1 and words in lines[0], r.stderr
         assert "Traceback" not in r.stderr
     # the layer list was cached by the runs above: no container was made for these refusals
-    events = docker_client.events(
-        since=t0,
-        until=int(time.time()) + 1,
-        decode=True,
-        filters={"type": "container", "event": "create", "label": "io.ddctl.testcase=models"},
-    )
-    assert list(events) == []
+    events = created_containers(docker_client, "models", t0)
+    assert events == []
 
 
 # --- a broken folder is refused in one line -----------------------------------------------
@@ -416,21 +412,11 @@ def test_a_folder_dreams_with_a_users_model_and_a_guide_in_one_container(
     with open(out / "manifest.jsonl") as f:
         rows = [json.loads(line) for line in f]
     assert [x["status"] for x in rows] == ["done", "done"] and all(x["options"].get("guide") for x in rows)
-    created = docker_client.events(
-        since=t0,
-        until=int(time.time()) + 1,
-        decode=True,
-        filters={"type": "container", "event": "create", "label": "io.ddctl.testcase=models"},
-    )
-    assert len(list(created)) == 1  # the layer list was cached by the tests above: one batch
+    created = created_containers(docker_client, "models", t0)
+    assert len(created) == 1  # the layer list was cached by the tests above: one batch
 
     t1 = int(time.time()) - 1
     r = ddctl(*args, env=env)
     assert r.returncode == 0 and "0 dreamed, 2 skipped" in r.stderr, r.stderr
-    created = docker_client.events(
-        since=t1,
-        until=int(time.time()) + 1,
-        decode=True,
-        filters={"type": "container", "event": "create", "label": "io.ddctl.testcase=models"},
-    )
-    assert list(created) == []
+    created = created_containers(docker_client, "models", t1)
+    assert created == []
