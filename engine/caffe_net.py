@@ -33,16 +33,41 @@ import os
 import sys
 import tempfile
 import threading
+import types
 from typing import Any, Optional
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # Caffe's glog chatter off unless asked
 
 
+class _DeferredCaffeIO(types.ModuleType):
+    """Stands in sys.modules for caffe.io until something reads one of its names: then it
+    loads the real caffe.io (skimage, matplotlib) and hands that over (see _defer_caffe_io)."""
+
+    def __getattr__(self, name):  # called only for names the stand-in lacks
+        real = self.__dict__.get("_real")
+        if real is None:
+            spec = self.__spec__
+            real = importlib.util.module_from_spec(spec)
+            sys.modules["caffe.io"] = real  # as an import does while the module runs
+            try:
+                spec.loader.exec_module(real)
+            except BaseException:
+                sys.modules["caffe.io"] = self
+                raise
+            self.__dict__["_real"] = real
+            package = sys.modules.get("caffe")
+            if package is not None and package.__dict__.get("io") is self:
+                package.io = real
+        return getattr(real, name)
+
+
 def _defer_caffe_io():
     """Make `import caffe` skip loading caffe.io until something uses it. caffe/__init__ and
     pycaffe import caffe.io, which imports skimage and matplotlib (about 1 s, 4 s on a
-    loaded machine); the engine never uses it. caffe.io stays whole: the first attribute
-    read loads it (importlib's LazyLoader), so caffe.Classifier & co. work as before."""
+    loaded machine); the engine never uses it. A stand-in module takes its place: importing
+    it runs nothing, reading any of its names loads the real one, so caffe.Classifier & co.
+    work as before. (importlib's LazyLoader does not do: Python's import statement reads the
+    module's __spec__, which makes a lazy module load at once.)"""
     if "caffe" in sys.modules or "caffe.io" in sys.modules:
         return
     spec = importlib.util.find_spec("caffe")  # a top-level find_spec runs nothing
@@ -52,10 +77,10 @@ def _defer_caffe_io():
     io_spec = importlib.util.spec_from_file_location("caffe.io", path)
     if io_spec is None or io_spec.loader is None:
         return
-    io_spec.loader = importlib.util.LazyLoader(io_spec.loader)
-    module = importlib.util.module_from_spec(io_spec)
-    sys.modules["caffe.io"] = module
-    io_spec.loader.exec_module(module)
+    stand_in = _DeferredCaffeIO("caffe.io")
+    stand_in.__spec__, stand_in.__file__, stand_in.__package__ = io_spec, path, "caffe"
+    stand_in.__loader__ = io_spec.loader
+    sys.modules["caffe.io"] = stand_in
 
 
 _defer_caffe_io()

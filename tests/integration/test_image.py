@@ -242,6 +242,17 @@ def test_max_pooling_is_caffe_s_bit_for_bit_ties_included(docker_client, dream_i
         assert r["top_equal"] and r["dx_equal"], r
 
 
+def test_importing_the_net_leaves_caffe_io_for_later(docker_client, dream_image):
+    """Every dream starts by importing engine/caffe_net.py: that no longer loads skimage and
+    matplotlib (caffe.io's imports, about 1 s), and caffe.io still works when read."""
+    code, out, err = run_check(docker_client, dream_image, "check_startup.py")
+    assert code == 0, out + err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["loaded_by_import"] == [], result
+    assert result["io_works"] and result["classifier"] == "Classifier", result
+    assert "skimage" in result["loaded_after_use"], result  # the real caffe.io ran on use
+
+
 def test_shape_rules_match_caffe(docker_client, dream_image):
     """caffe_net's own shape inference (layers' strides, min_input_size, used to refuse too
     many octaves) agrees with the shapes Caffe gives, and the minimum sizes really run."""
