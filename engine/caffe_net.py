@@ -43,22 +43,26 @@ class _DeferredCaffeIO(types.ModuleType):
     """Stands in sys.modules for caffe.io until something reads one of its names: then it
     loads the real caffe.io (skimage, matplotlib) and hands that over (see _defer_caffe_io)."""
 
+    def __init__(self, spec, path):
+        super().__init__("caffe.io")
+        self.__spec__, self.__loader__, self.__file__, self.__package__ = spec, spec.loader, path, "caffe"
+        self._io_spec = spec
+        self._real: Optional[types.ModuleType] = None
+
     def __getattr__(self, name):  # called only for names the stand-in lacks
-        real = self.__dict__.get("_real")
-        if real is None:
-            spec = self.__spec__
-            real = importlib.util.module_from_spec(spec)
+        if self._real is None:
+            real = importlib.util.module_from_spec(self._io_spec)
             sys.modules["caffe.io"] = real  # as an import does while the module runs
             try:
-                spec.loader.exec_module(real)
+                self._io_spec.loader.exec_module(real)
             except BaseException:
                 sys.modules["caffe.io"] = self
                 raise
-            self.__dict__["_real"] = real
+            self._real = real
             package = sys.modules.get("caffe")
             if package is not None and package.__dict__.get("io") is self:
-                package.io = real
-        return getattr(real, name)
+                setattr(package, "io", real)  # noqa: B010 - mypy knows no caffe.io
+        return getattr(self._real, name)
 
 
 def _defer_caffe_io():
@@ -77,10 +81,7 @@ def _defer_caffe_io():
     io_spec = importlib.util.spec_from_file_location("caffe.io", path)
     if io_spec is None or io_spec.loader is None:
         return
-    stand_in = _DeferredCaffeIO("caffe.io")
-    stand_in.__spec__, stand_in.__file__, stand_in.__package__ = io_spec, path, "caffe"
-    stand_in.__loader__ = io_spec.loader
-    sys.modules["caffe.io"] = stand_in
+    sys.modules["caffe.io"] = _DeferredCaffeIO(io_spec, path)
 
 
 _defer_caffe_io()

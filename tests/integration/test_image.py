@@ -253,6 +253,19 @@ def test_importing_the_net_leaves_caffe_io_for_later(docker_client, dream_image)
     assert "skimage" in result["loaded_after_use"], result  # the real caffe.io ran on use
 
 
+def test_convolutions_are_caffe_s_bit_for_bit(docker_client, dream_image):
+    """The engine's convolutions (engine/conv_kernels.py: im2col, OpenBLAS, col2im, the fused
+    ReLU) against Caffe's Convolution + ReLU layers, forward and backward, compared as bits:
+    GoogLeNet's kernel shapes, dilation, wide padding, pictures split into several blocks."""
+    code, out, err = run_check(docker_client, dream_image, "check_convolution.py")
+    assert code == 0, out + err
+    results = json.loads(out.strip().splitlines()[-1])["results"]
+    assert len(results) == 9
+    for r in results:
+        assert r["python_layers"] == 1, r  # the engine's layer ran, not Caffe's
+        assert r["top_equal"] and r["dx_equal"], r
+
+
 def test_shape_rules_match_caffe(docker_client, dream_image):
     """caffe_net's own shape inference (layers' strides, min_input_size, used to refuse too
     many octaves) agrees with the shapes Caffe gives, and the minimum sizes really run."""
