@@ -377,58 +377,21 @@ class ObjectiveLayer(caffe.Layer):
         self.slot["objective"].set_diffs([b.data for b in blobs], [b.diff for b in blobs])
 
 
-# Caffe's CPU max pooling is a single-threaded scalar loop (28% of a step). With numba
-# (Debian's python3-numba) the same loops run compiled on every core: identical maxima,
-# identical mask (first maximum in the window's row-major order), identical summation order
-# of the backward per channel, so the numbers are bitwise Caffe's. Without numba, Caffe's
-# own Pooling layer runs.
+# Caffe's CPU max pooling and LRN are single-threaded scalar loops (28% and 15% of a step).
+# With numba (Debian's python3-numba) they run on every core with Caffe's numbers: max
+# pooling in engine/pool_kernels.py (vectorised; identical maxima, mask and backward sums),
+# LRN below. Without numba, Caffe's own layers run.
 try:
     import numba
     from numba import prange
+
+    from engine import pool_kernels
 except Exception:  # pragma: no cover - the image has it; the engine works without
     numba = None
 
 if numba is not None:
-    _FLT_MAX = np.float32(3.4028234663852886e38)
-
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def _maxpool_forward(x, top, mask, kh, kw, sh, sw, ph, pw):  # pragma: no cover
-        """x (C,H,W) -> top (C,OH,OW), mask (C,OH,OW) flat index of the maximum in x[c]."""
-        C, H, W = x.shape
-        OH, OW = top.shape[1], top.shape[2]
-        for c in prange(C):
-            for oy in range(OH):
-                hs = oy * sh - ph
-                he = min(hs + kh, H)
-                hs = max(hs, 0)
-                for ox in range(OW):
-                    ws = ox * sw - pw
-                    we = min(ws + kw, W)
-                    ws = max(ws, 0)
-                    best = -_FLT_MAX
-                    at = -1
-                    for y in range(hs, he):
-                        for xx in range(ws, we):
-                            v = x[c, y, xx]
-                            if v > best:
-                                best = v
-                                at = y * W + xx
-                    top[c, oy, ox] = best
-                    mask[c, oy, ox] = at
-
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def _maxpool_backward(dtop, mask, dx):  # pragma: no cover
-        """dx (C,H,W) := 0, then dx[c].flat[mask] += dtop, in Caffe's order."""
-        C, H, W = dx.shape
-        OH, OW = dtop.shape[1], dtop.shape[2]
-        for c in prange(C):
-            for y in range(H):
-                for xx in range(W):
-                    dx[c, y, xx] = 0
-            for oy in range(OH):
-                for ox in range(OW):
-                    at = mask[c, oy, ox]
-                    dx[c, at // W, at % W] += dtop[c, oy, ox]
+    _maxpool_forward = pool_kernels.maxpool_forward
+    _maxpool_backward = pool_kernels.maxpool_backward
 
     # LRN across channels, Caffe's CrossChannelForward/Backward_cpu row by row on every
     # core: the same running sum over channels, the same operation order; `contract` lets

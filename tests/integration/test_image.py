@@ -237,7 +237,7 @@ def test_max_pooling_is_caffe_s_bit_for_bit_ties_included(docker_client, dream_i
     code, out, err = run_check(docker_client, dream_image, "check_pooling.py")
     assert code == 0, out + err
     results = json.loads(out.strip().splitlines()[-1])["results"]
-    assert len(results) == 6
+    assert len(results) == 9
     for r in results:
         assert r["top_equal"] and r["dx_equal"], r
 

@@ -4,8 +4,9 @@
 
 For each window shape GoogLeNet uses (3x3 stride 2, 3x3 stride 1 pad 1) and a few others
 (odd sizes, ceil-mode edges, padding wider than one), on pictures full of ties (ReLU zeros
-and repeated values, where "the first maximum" decides the mask): the forward's values and
-the backward's gradient must be Caffe's bit for bit. Prints one JSON object.
+and repeated values, where "the first maximum" decides the mask; -0.0 next to 0.0, NaN,
+-inf): the forward's values and the backward's gradient must be Caffe's bit for bit.
+Prints one JSON object.
 """
 
 import json
@@ -25,7 +26,15 @@ SHAPES = [  # (C, H, W, kernel, stride, pad)
     (4, 9, 13, 2, 2, 0),
     (3, 12, 7, 5, 3, 2),
     (2, 3, 9, 3, 2, 0),
+    # rows long enough for the vectorised passes (8 outputs at a time, then a last
+    # overlapping block), odd and even widths, a padded stride 2 (windows starting on odd
+    # columns); their pictures also mix -0.0 with 0.0 and hold NaN and -inf, which Caffe's
+    # strict > skips
+    (6, 40, 131, 3, 2, 0),
+    (5, 37, 70, 3, 1, 1),
+    (4, 29, 64, 3, 2, 1),
 ]
+SPECIAL_FROM = 6  # SHAPES[SPECIAL_FROM:] get the special values
 
 
 def caffe_pool(x, k, s, p, dtop):
@@ -49,12 +58,22 @@ def caffe_pool(x, k, s, p, dtop):
     return top, net.blobs["data"].diff[0].copy()
 
 
+def bits(a):
+    """The float32 bits: -0.0 differs from 0.0, NaN equals itself."""
+    return np.ascontiguousarray(a, np.float32).view(np.uint32)
+
+
 def main():
     rng = np.random.RandomState(0)
     results = []
-    for c, h, w, k, s, p in SHAPES:
+    for n, (c, h, w, k, s, p) in enumerate(SHAPES):
         x = rng.randint(-3, 4, size=(c, h, w)).astype(np.float32)  # many equal values
         x = np.maximum(x, 0) * np.float32(0.5)  # and ReLU's zeros
+        if n >= SPECIAL_FROM:
+            pick = rng.random_sample(x.shape)
+            x[pick < 0.3] = -0.0
+            x[(pick > 0.98) & (pick < 0.99)] = np.nan
+            x[pick >= 0.99] = -np.inf
         oh = caffe_net._out_len(h, k, s, p, True, pad_any=p)
         ow = caffe_net._out_len(w, k, s, p, True, pad_any=p)
         dtop = rng.standard_normal((c, oh, ow)).astype(np.float32)
@@ -67,8 +86,8 @@ def main():
         results.append(
             {
                 "shape": [c, h, w, k, s, p],
-                "top_equal": bool(top.shape == ref_top.shape and np.array_equal(top, ref_top)),
-                "dx_equal": bool(np.array_equal(dx, ref_dx)),
+                "top_equal": bool(top.shape == ref_top.shape and np.array_equal(bits(top), bits(ref_top))),
+                "dx_equal": bool(np.array_equal(bits(dx), bits(ref_dx))),
             }
         )
     print(json.dumps({"results": results}))
