@@ -385,7 +385,7 @@ try:
     import numba
     from numba import prange
 
-    from engine import pool_kernels
+    from engine import pool_kernels, powf
 except Exception:  # pragma: no cover - the image has it; the engine works without
     numba = None
 
@@ -399,9 +399,10 @@ if numba is not None:
     # Caffe's LRN with it, not without). scale^-beta is kept from forward for backward
     # (Caffe recomputes the same powf of the same numbers).
     @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})
-    def _lrn_forward(x, top, scale, power, size, a, k, nbeta):  # pragma: no cover
+    def _lrn_forward(x, top, scale, power, size, a, k, nbeta, glibc_pow):  # pragma: no cover
         """x (C,H,W) -> scale = k + a * window sum of x^2, power = scale^nbeta,
-        top = power * x; row by row, the same running sum over channels as Caffe."""
+        top = power * x; row by row, the same running sum over channels as Caffe.
+        glibc_pow: nbeta is -0.75, where engine/powf.py was checked on every input."""
         C, H, W = x.shape
         pre = (size - 1) // 2
         for y in prange(H):
@@ -425,10 +426,13 @@ if numba is not None:
                     s[xx] = t
                     scale[c, y, xx] = t
             for c in range(C):
+                if glibc_pow:  # powf's bits, 16 lanes at a time (engine/powf.py)
+                    powf.pow_into(scale[c, y], power[c, y], nbeta)
+                else:
+                    for xx in range(W):
+                        power[c, y, xx] = scale[c, y, xx] ** nbeta
                 for xx in range(W):
-                    p = scale[c, y, xx] ** nbeta
-                    power[c, y, xx] = p
-                    top[c, y, xx] = p * x[c, y, xx]
+                    top[c, y, xx] = power[c, y, xx] * x[c, y, xx]
 
     @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})
     def _lrn_backward(x, top, dtop, scale, power, dx, size, crv):  # pragma: no cover
@@ -476,6 +480,7 @@ class LRNLayer(caffe.Layer):
         self.a = np.float32(alpha / np.float32(self.size))  # alpha_ / size_ in float
         self.crv = np.float32(2.0 * float(alpha) * float(beta) / self.size)  # in double
         self.nbeta = np.float32(-beta)
+        self.glibc_pow = bool(self.nbeta == np.float32(-0.75))  # engine/powf.py's checked exponent
         self.k = np.float32(k)
 
     def reshape(self, bottom, top):
@@ -487,7 +492,17 @@ class LRNLayer(caffe.Layer):
     def forward(self, bottom, top):
         x, y = bottom[0].data, top[0].data
         for i in range(x.shape[0]):
-            _lrn_forward(x[i], y[i], self.scale[i], self.power[i], self.size, self.a, self.k, self.nbeta)
+            _lrn_forward(
+                x[i],
+                y[i],
+                self.scale[i],
+                self.power[i],
+                self.size,
+                self.a,
+                self.k,
+                self.nbeta,
+                self.glibc_pow,
+            )
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
@@ -536,7 +551,8 @@ def warm_up():
     _maxpool_forward(x, top, mask, 3, 3, 2, 2, 1, 1)
     _maxpool_backward(top, mask, np.empty_like(x))
     y, scale, power, dx = (np.empty_like(x) for _ in range(4))
-    _lrn_forward(x, y, scale, power, 5, np.float32(2e-5), np.float32(1), np.float32(-0.75))
+    for glibc_pow in (True, False):
+        _lrn_forward(x, y, scale, power, 5, np.float32(2e-5), np.float32(1), np.float32(-0.75), glibc_pow)
     _lrn_backward(x, y, y, scale, power, dx, 5, np.float32(3e-5))
     return True
 

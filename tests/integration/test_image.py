@@ -266,6 +266,19 @@ def test_convolutions_are_caffe_s_bit_for_bit(docker_client, dream_image):
         assert r["top_equal"] and r["dx_equal"], r
 
 
+def test_lrn_is_caffe_s_bit_for_bit(docker_client, dream_image):
+    """The engine's LRN (numba's running sums; glibc's powf on 16 lanes for beta 0.75, see
+    engine/powf.py) against Caffe's LRN layer, forward and backward, as bits; and that powf
+    against libm's on 18.8 M inputs spread over the whole float32 range."""
+    code, out, err = run_check(docker_client, dream_image, "check_lrn.py")
+    assert code == 0, out + err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert len(result["results"]) == 4
+    for r in result["results"]:
+        assert r["top_equal"] and r["dx_equal"], r
+    assert result["powf_checked"] > 18_000_000 and result["powf_mismatches"] == 0, result
+
+
 def test_shape_rules_match_caffe(docker_client, dream_image):
     """caffe_net's own shape inference (layers' strides, min_input_size, used to refuse too
     many octaves) agrees with the shapes Caffe gives, and the minimum sizes really run."""
