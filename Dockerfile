@@ -143,7 +143,7 @@ WORKDIR /opt/ddctl
 RUN echo /opt/ddctl > /usr/lib/python3/dist-packages/ddctl-engine.pth
 COPY engine/ /opt/ddctl/engine/
 # compile the numba kernels now (cached for every user) so dreams start at once
-RUN python3 -c "from engine import caffe_net; print('numba pooling:', caffe_net.warm_up())" \
+RUN python3 -c "from engine import caffe_net, dream; dream.warm_up(); print('numba kernels:', caffe_net.warm_up())" \
     && chmod -R a+rwX /opt/ddctl/numba-cache
 USER dreamer
 ENTRYPOINT ["python3", "-I", "-B", "-m", "engine"]

@@ -9,9 +9,17 @@ Given the same input, layer, parameters and jitter offsets it gives the notebook
 (tests/unit/notebook_reference.py is the plain transcription it is tested against).
 """
 
+from typing import Any
+
 import numpy as np
 
 from engine import tiling
+
+resize_kernel: Any  # in the image: the same resize compiled on every core
+try:
+    from engine import resize_kernel
+except ImportError:  # no numba (the host's unit tests): numpy below
+    resize_kernel = None
 
 # -----------------------------------------------------------------------------
 # pre/post processing (notebook: preprocess, deprocess, showarray's uint8 cast)
@@ -74,6 +82,9 @@ def resize(x, h, w, rows_per_chunk=256):
     y0, y1, wy0, wy1 = _axis_taps(H, h)  # (h,) each
     x0, x1, wx0, wx1 = _axis_taps(W, w)  # (w,) each
     out = np.empty((C, h, w), dtype=x.dtype)
+    if resize_kernel is not None and x.dtype == np.float32:
+        resize_kernel.bilinear(x, out, y0, y1, wy0, wy1, x0, x1, wx0, wx1)
+        return out
     for r in range(0, h, rows_per_chunk):
         sl = slice(r, r + rows_per_chunk)
         rows0 = x[:, y0[sl], :].astype(np.float64)  # (C,band,W)
@@ -86,6 +97,11 @@ def resize(x, h, w, rows_per_chunk=256):
         acc += rows1[:, :, x1] * by1 * wx1  # (C,band,w) float64
         out[:, sl] = acc
     return out
+
+
+def warm_up():
+    """Compile (and cache) the numba resize on a tiny picture (the image's build runs it)."""
+    resize(np.zeros((1, 3, 4), np.float32), 5, 6)
 
 
 def zoom(x, zy, zx):

@@ -279,6 +279,16 @@ def test_lrn_is_caffe_s_bit_for_bit(docker_client, dream_image):
     assert result["powf_checked"] > 18_000_000 and result["powf_mismatches"] == 0, result
 
 
+def test_the_image_s_resize_is_scipy_s_zoom(docker_client, dream_image):
+    """The octaves are resized in the image by numba (engine/resize_kernel.py): the same
+    float32 pictures as scipy.ndimage.zoom(order=1), bit for bit."""
+    code, out, err = run_check(docker_client, dream_image, "check_resize.py")
+    assert code == 0, out + err
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["numba"], result  # the compiled path ran
+    assert len(result["results"]) == 6 and all(r["equal"] for r in result["results"]), result
+
+
 def test_shape_rules_match_caffe(docker_client, dream_image):
     """caffe_net's own shape inference (layers' strides, min_input_size, used to refuse too
     many octaves) agrees with the shapes Caffe gives, and the minimum sizes really run."""
