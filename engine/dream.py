@@ -15,11 +15,25 @@ import numpy as np
 
 from engine import tiling
 
-resize_kernel: Any  # in the image: the same resize compiled on every core
-try:
-    from engine import resize_kernel
-except ImportError:  # no numba (the host's unit tests): numpy below
-    resize_kernel = None
+_resize_kernel: Any = False  # engine.resize_kernel once looked for; None: numpy's resize
+
+
+def compiled_resize():
+    """engine/resize_kernel.py (numba) in the image, None elsewhere (the host's unit tests).
+    Imported on first use, not with this module: numba must not load before the engine has
+    pointed its cache at a writable folder (cli.writable_numba_cache, with the net)."""
+    global _resize_kernel
+    if _resize_kernel is False:
+        found: Any = None
+        try:
+            from engine import resize_kernel
+
+            found = resize_kernel
+        except Exception:  # no numba, or no usable cache: numpy's resize, the same numbers
+            pass
+        _resize_kernel = found
+    return _resize_kernel
+
 
 # -----------------------------------------------------------------------------
 # pre/post processing (notebook: preprocess, deprocess, showarray's uint8 cast)
@@ -82,8 +96,9 @@ def resize(x, h, w, rows_per_chunk=256):
     y0, y1, wy0, wy1 = _axis_taps(H, h)  # (h,) each
     x0, x1, wx0, wx1 = _axis_taps(W, w)  # (w,) each
     out = np.empty((C, h, w), dtype=x.dtype)
-    if resize_kernel is not None and x.dtype == np.float32:
-        resize_kernel.bilinear(x, out, y0, y1, wy0, wy1, x0, x1, wx0, wx1)
+    kernel = compiled_resize() if x.dtype == np.float32 else None
+    if kernel is not None:
+        kernel.bilinear(x, out, y0, y1, wy0, wy1, x0, x1, wx0, wx1)
         return out
     for r in range(0, h, rows_per_chunk):
         sl = slice(r, r + rows_per_chunk)
@@ -100,8 +115,11 @@ def resize(x, h, w, rows_per_chunk=256):
 
 
 def warm_up():
-    """Compile (and cache) the numba resize on a tiny picture (the image's build runs it)."""
-    resize(np.zeros((1, 3, 4), np.float32), 5, 6)
+    """Compile (and cache) the numba resize on a tiny picture (the image's build runs it):
+    for contiguous arrays and for views (preprocess's picture is one)."""
+    x = np.zeros((1, 3, 4), np.float32)
+    resize(x, 5, 6)
+    resize(x[:, ::-1], 5, 6)
 
 
 def zoom(x, zy, zx):

@@ -12,9 +12,10 @@ import re
 
 import numpy as np
 import pytest
-from image_fixtures import REPO, api_client, build_image, copy_from_image, run_in_image
+from image_fixtures import REPO, TEST_LABEL, api_client, build_image, copy_from_image, run_in_image
 from PIL import Image
 
+from ddctl.containers import lockdown, run_to_completion
 from ddctl.image import BVLC_GOOGLENET_SHA1
 
 WEIGHTS_PATH = "/opt/ddctl/model/bvlc_googlenet.caffemodel"
@@ -287,6 +288,32 @@ def test_the_image_s_resize_is_scipy_s_zoom(docker_client, dream_image):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["numba"], result  # the compiled path ran
     assert len(result["results"]) == 6 and all(r["equal"] for r in result["results"]), result
+
+
+def test_a_locked_down_dream_compiles_nothing(docker_client, dream_image, tmp_path):
+    """A dream container as ddctl starts it (read-only root, /tmp a tmpfs, not root) loads
+    every numba kernel from the image's cache: one compiled at run time would cost every
+    dream seconds (numba says what it saves and loads under NUMBA_DEBUG_CACHE)."""
+    tmp_path.chmod(0o777)
+    rgb = (np.random.RandomState(0).rand(72, 96, 3) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "small.png")
+    code, out, err = run_to_completion(
+        docker_client,
+        dream_image,
+        timeout=600,
+        command=["small.png", "inception_4c/output", "2", "2", "--seed", "0", "--progress", "json"],
+        volumes={str(tmp_path): {"bind": "/images", "mode": "rw"}},
+        user="1000:1000",
+        environment={"NUMBA_DEBUG_CACHE": "1"},
+        labels=dict(TEST_LABEL),
+        **lockdown(docker_client, memory=2 << 30),
+    )
+    assert code == 0, out + err
+    log = [line for line in (out + err).splitlines() if line.startswith("[cache]")]
+    assert [line for line in log if "data saved" in line] == [], log
+    loaded = " ".join(line for line in log if "data loaded" in line)
+    for kernel in ("im2col", "col2im", "maxpool_forward", "_lrn_forward", "bilinear"):
+        assert kernel in loaded, log
 
 
 def test_shape_rules_match_caffe(docker_client, dream_image):

@@ -33,7 +33,7 @@ def main():
                 ),
             }
         )
-    print(json.dumps({"numba": dream.resize_kernel is not None, "results": results}))
+    print(json.dumps({"numba": dream.compiled_resize() is not None, "results": results}))
     return 0
 
 
