@@ -21,7 +21,8 @@ FROM debian:bullseye-slim AS base
 ARG DEBIAN_FRONTEND=noninteractive
 # python3-caffe is Debian's CPU_ONLY build. Without an optimised BLAS it runs on the
 # reference BLAS (18x slower, measured): install OpenBLAS and select it explicitly.
-# python3-numba compiles the engine's max pooling and LRN for every core (engine/caffe_net.py).
+# python3-numba compiles the engine's kernels (convolutions' im2col/col2im, max pooling, LRN,
+# the octaves' resize: engine/*_kernels.py, powf.py) for every core, with Caffe's numbers.
 # caffe-doc is installed only to take models/bvlc_googlenet/deploy.prototxt, then purged.
 RUN set -eux; \
     apt-get update; \

@@ -380,12 +380,11 @@ class ObjectiveLayer(caffe.Layer):
 # Caffe's CPU max pooling and LRN are single-threaded scalar loops (28% and 15% of a step).
 # With numba (Debian's python3-numba) they run on every core with Caffe's numbers: max
 # pooling in engine/pool_kernels.py (vectorised; identical maxima, mask and backward sums),
-# LRN below. Without numba, Caffe's own layers run.
+# LRN in engine/lrn_kernels.py. Without numba, Caffe's own layers run.
 try:
     import numba
-    from numba import prange
 
-    from engine import pool_kernels, powf
+    from engine import lrn_kernels, pool_kernels
 except Exception:  # pragma: no cover - the image has it; the engine works without
     numba = None
 
@@ -393,68 +392,8 @@ if numba is not None:
     _maxpool_forward = pool_kernels.maxpool_forward
     _maxpool_backward = pool_kernels.maxpool_backward
 
-    # LRN across channels, Caffe's CrossChannelForward/Backward_cpu row by row on every
-    # core: the same running sum over channels, the same operation order; `contract` lets
-    # LLVM fuse y + a*x into one FMA as OpenBLAS's saxpy does (measured: bitwise equal to
-    # Caffe's LRN with it, not without). scale^-beta is kept from forward for backward
-    # (Caffe recomputes the same powf of the same numbers).
-    @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})
-    def _lrn_forward(x, top, scale, power, size, a, k, nbeta, glibc_pow):  # pragma: no cover
-        """x (C,H,W) -> scale = k + a * window sum of x^2, power = scale^nbeta,
-        top = power * x; row by row, the same running sum over channels as Caffe.
-        glibc_pow: nbeta is -0.75, where engine/powf.py was checked on every input."""
-        C, H, W = x.shape
-        pre = (size - 1) // 2
-        for y in prange(H):
-            ps = np.zeros((C + size - 1, W), np.float32)  # padded squares of the row
-            for c in range(C):
-                for xx in range(W):
-                    v = x[c, y, xx]
-                    ps[c + pre, xx] = v * v
-            s = np.empty(W, np.float32)
-            for xx in range(W):
-                s[xx] = k
-            for c in range(size):
-                for xx in range(W):
-                    s[xx] = s[xx] + a * ps[c, xx]
-            for xx in range(W):
-                scale[0, y, xx] = s[xx]
-            for c in range(1, C):
-                for xx in range(W):
-                    t = s[xx] + a * ps[c + size - 1, xx]  # add head
-                    t = t + (-a) * ps[c - 1, xx]  # subtract tail
-                    s[xx] = t
-                    scale[c, y, xx] = t
-            for c in range(C):
-                if glibc_pow:  # powf's bits, 16 lanes at a time (engine/powf.py)
-                    powf.pow_into(scale[c, y], power[c, y], nbeta)
-                else:
-                    for xx in range(W):
-                        power[c, y, xx] = scale[c, y, xx] ** nbeta
-                for xx in range(W):
-                    top[c, y, xx] = power[c, y, xx] * x[c, y, xx]
-
-    @numba.njit(parallel=True, cache=True, nogil=True, fastmath={"contract"})
-    def _lrn_backward(x, top, dtop, scale, power, dx, size, crv):  # pragma: no cover
-        """dx = dtop * power - crv * x * window sum of (dtop top / scale), row by row."""
-        C, H, W = x.shape
-        ipp = size - (size + 1) // 2
-        for y in prange(H):
-            pr = np.zeros((C + size - 1, W), np.float32)  # padded ratios of the row
-            for c in range(C):
-                for xx in range(W):
-                    dx[c, y, xx] = dtop[c, y, xx] * power[c, y, xx]
-                    pr[c + ipp, xx] = (dtop[c, y, xx] * top[c, y, xx]) / scale[c, y, xx]
-            acc = np.zeros(W, np.float32)
-            for c in range(size - 1):
-                for xx in range(W):
-                    acc[xx] = acc[xx] + pr[c, xx]
-            for c in range(C):
-                for xx in range(W):
-                    u = acc[xx] + pr[c + size - 1, xx]
-                    t = x[c, y, xx] * u
-                    dx[c, y, xx] = dx[c, y, xx] + (-crv) * t
-                    acc[xx] = u + np.float32(-1.0) * pr[c, xx]
+    _lrn_forward = lrn_kernels.lrn_forward
+    _lrn_backward = lrn_kernels.lrn_backward
 
 
 def _scratch(owner, name, shape, dtype):
