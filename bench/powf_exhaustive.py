@@ -2,9 +2,10 @@
 
     docker run --rm -v "$PWD:/src:ro" --entrypoint python3 IMAGE /src/bench/powf_exhaustive.py
 
-(about 40 s on 2 cores: 2,139,095,039 inputs, 0 mismatches on 2026-12-02). The engine's LRN uses engine/powf.py only for the exponent
-checked here, -0.75; the tests check a sample of 18.8 M inputs in every run
-(tests/integration/in_image/check_lrn.py). Prints one JSON line: inputs checked, mismatches.
+(about 40 s on 2 cores: 2,139,095,039 inputs, 0 mismatches on 2026-12-02). The engine's
+LRN uses engine/powf.py only for the exponent checked here, -0.75; the tests check a sample
+of 18.8 M inputs in every run (tests/integration/in_image/check_lrn.py). Prints one JSON
+line: inputs checked, mismatches.
 """
 
 import json
