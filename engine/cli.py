@@ -844,8 +844,22 @@ def _stop_self():
     os.kill(os.getpid(), signal.SIGTERM)
 
 
+def small_pages(env=None):
+    """Stop numpy asking the kernel for 2 MB pages (madvise) for its arrays of 4 MB and more,
+    unless NUMPY_MADVISE_HUGEPAGE says otherwise: measured on this project's machine, a
+    whole default dream ran 5-7% faster without (mapping a 2 MB page on first touch cost
+    more than 512 small ones: 256 MB in 0.41 s against 0.26 s). Only memory advice: the
+    numbers are the same."""
+    env = os.environ if env is None else env
+    core = getattr(np, '_core', None) or getattr(np, 'core', None)  # numpy 2 / the image's 1.19
+    setter = getattr(getattr(core, 'multiarray', None), '_set_madvise_hugepage', None)
+    if setter is not None and 'NUMPY_MADVISE_HUGEPAGE' not in env:
+        setter(False)
+
+
 def main(argv=None, net_factory=None, stdout=None, stderr=None):
     """Run the engine's command line; returns the exit code."""
+    small_pages()
     argv = sys.argv[1:] if argv is None else list(argv)
     stdout = sys.stdout if stdout is None else stdout
     stderr = sys.stderr if stderr is None else stderr

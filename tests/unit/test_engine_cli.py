@@ -372,3 +372,15 @@ def test_flags_may_sit_between_the_positional_arguments(pic):
     code, ev, _ = run_json(['cat.jpg', '--seed', '3', 'conv2', '--output-dir', str(pic), '2', '1'])
     assert code == 0 and ev[0]['seed'] == 3 and ev[0]['steps_total'] == 2
     assert ev[-1]['path'] == str(pic / 'cat-conv2-i2-o1.png')
+
+
+def test_small_pages_turns_numpy_s_huge_pages_off_unless_the_user_chose(monkeypatch):
+    """The engine asks numpy for small pages (a whole dream ran 5-7% faster on this
+    project's machine), but a NUMPY_MADVISE_HUGEPAGE the user set wins."""
+    multiarray = np._core.multiarray
+    calls = []
+    monkeypatch.setattr(multiarray, '_set_madvise_hugepage', lambda on: calls.append(on) or True)
+    cli.small_pages(env={})
+    assert calls == [False]
+    cli.small_pages(env={'NUMPY_MADVISE_HUGEPAGE': '1'})
+    assert calls == [False]
