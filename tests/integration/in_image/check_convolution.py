@@ -12,13 +12,11 @@ and NaN count). Prints one JSON object.
 """
 
 import json
-import os
 import sys
-import tempfile
 
-import caffe
 import numpy as np
 from caffe.proto import caffe_pb2
+from caffe_bits import bits, build_net
 from google.protobuf import text_format
 
 from engine import caffe_net
@@ -51,30 +49,17 @@ def prototxt(c, h, w, cout, k, s, p, d, bias, relu):
     return text
 
 
-def build(text):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    try:
-        return caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
-
-
-def bits(a):
-    return np.ascontiguousarray(a, np.float32).view(np.uint32)
-
-
 def main():
     rng = np.random.RandomState(0)
     results = []
     for case in CASES:
         text = prototxt(*case)
-        ref = build(text)
+        ref = build_net(text)
         netp = caffe_pb2.NetParameter()
         text_format.Merge(text, netp)
         caffe_net._use_fast_convs(netp)
         python_layers = sum(1 for layer in netp.layer if layer.type == "Python")
-        ours = build(text_format.MessageToString(netp))
+        ours = build_net(text_format.MessageToString(netp))
         for i, blob in enumerate(ref.params["conv"]):
             ours.params["conv"][i].data[...] = blob.data
         c, h, w = case[:3]

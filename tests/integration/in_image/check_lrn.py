@@ -12,13 +12,11 @@ bit pattern), the special values and scale-like values. Prints one JSON object.
 """
 
 import json
-import os
 import sys
-import tempfile
 
-import caffe
 import numpy as np
 from caffe.proto import caffe_pb2
+from caffe_bits import bits, build_net
 from google.protobuf import text_format
 
 from engine import caffe_net, powf
@@ -29,19 +27,6 @@ CASES = [  # (C, H, W, local_size, alpha, beta, k)
     (7, 9, 11, 3, 0.02, 0.75, 2.0),
     (16, 13, 17, 5, 1e-4, 0.5, 1.0),  # another beta: numba's powf call
 ]
-
-
-def build(text):
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    try:
-        return caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
-
-
-def bits(a):
-    return np.ascontiguousarray(a, np.float32).view(np.uint32)
 
 
 def layer_results():
@@ -63,7 +48,7 @@ def layer_results():
         x = np.maximum(rng.standard_normal((c, h, w)), 0).astype(np.float32) * np.float32(30)
         dtop = rng.standard_normal((c, h, w)).astype(np.float32)
         outs = []
-        for net in (build(text), build(text_format.MessageToString(netp))):
+        for net in (build_net(text), build_net(text_format.MessageToString(netp))):
             net.blobs["data"].data[0] = x
             net.forward()
             net.blobs["norm"].diff[0] = dtop

@@ -10,12 +10,10 @@ Prints one JSON object.
 """
 
 import json
-import os
 import sys
-import tempfile
 
-import caffe
 import numpy as np
+from caffe_bits import bits, build_net
 
 from engine import caffe_net
 
@@ -44,23 +42,13 @@ def caffe_pool(x, k, s, p, dtop):
         'layer { name: "pool" type: "Pooling" bottom: "data" top: "pool" '
         "pooling_param { pool: MAX kernel_size: %d stride: %d pad: %d } }\n" % (x.shape + (k, s, p))
     )
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(text)
-    try:
-        net = caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
+    net = build_net(text)
     net.blobs["data"].data[0] = x
     net.forward()
     top = net.blobs["pool"].data[0].copy()
     net.blobs["pool"].diff[0] = dtop
     net.backward()
     return top, net.blobs["data"].diff[0].copy()
-
-
-def bits(a):
-    """The float32 bits: -0.0 differs from 0.0, NaN equals itself."""
-    return np.ascontiguousarray(a, np.float32).view(np.uint32)
 
 
 def main():
